@@ -37,6 +37,20 @@ class Runtime:
             self._local.db = db
         return db
 
+    def stt(self) -> Any:
+        """The speech engine of this process (the model itself is loaded once, on first use)."""
+        engine = getattr(self, "_stt", None)
+        if engine is None:
+            name = self.settings.get("STT_ENGINE", "whisper_local")
+            if name != "whisper_local":
+                from integrations import adapter_class
+                engine = adapter_class("stt", name)({})
+            else:
+                from integrations.stt.whisper_local import engine_from_settings
+                engine = engine_from_settings(self.settings)
+            self._stt = engine
+        return engine
+
     def tenant(self, name: str) -> dict[str, Any] | None:
         return self.config["tenants"].get(name)
 
