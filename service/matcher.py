@@ -1,0 +1,316 @@
+"""Apply a compiled RuleSet to one call: utterances + call data (+ history) -> analysis dict."""
+from __future__ import annotations
+
+from typing import Callable, Mapping, Sequence
+
+from service import morph
+from service.call_data import CallFacts
+from service.rule_model import Group, Rule, Script, Term
+
+Hit = tuple  # (utterance index, first token, end token)
+
+
+class _Utt:
+    __slots__ = ("speaker", "start", "end", "text", "tokens")
+
+    def __init__(self, u):
+        self.speaker, self.start, self.end, self.text = u.speaker, float(u.start_s), float(u.end_s), u.text or ""
+        self.tokens = morph.tokenize(self.text)
+
+
+class Context:
+    """Per-call state: tokenised utterances, an inverted index of normal forms and results so far."""
+
+    def __init__(self, utterances, call: Mapping, history, *, ignore_call: bool = False):
+        self.utts = [_Utt(u) for u in utterances]
+        self.index: dict[str, list] = {}
+        for ui, u in enumerate(self.utts):
+            for ti, tok in enumerate(u.tokens):
+                for form in tok.forms:
+                    self.index.setdefault(form, []).append((ui, ti))
+        self.call_end = max((u.end for u in self.utts), default=0.0)
+        self.facts = CallFacts(call or {}, self.utts, history)
+        self.ignore_call = ignore_call
+        self.fired: set[str] = set()
+        self._allowed: dict = {}
+        self._prefix: dict = {}
+
+    def allowed(self, speaker: str, within) -> list[bool]:
+        """Per utterance: does it pass the speaker and time-window filter."""
+        key = (speaker, within)
+        res = self._allowed.get(key)
+        if res is None:
+            res = [(speaker == "any" or u.speaker == speaker) and self._in_window(u, within) for u in self.utts]
+            self._allowed[key] = res
+        return res
+
+    def _in_window(self, u: _Utt, w) -> bool:
+        if w is None:
+            return True
+        if w.first is not None and u.start >= w.first:
+            return False
+        if w.last is not None and u.end <= self.call_end - w.last:
+            return False
+        if w.start is not None and u.start < w.start:
+            return False
+        return not (w.end is not None and u.start >= w.end)
+
+    def prefixed(self, prefix: str) -> list:
+        """All (utterance, token) positions whose word starts with `prefix`."""
+        res = self._prefix.get(prefix)
+        if res is None:
+            res = [(ui, ti) for ui, u in enumerate(self.utts) for ti, t in enumerate(u.tokens) if t.norm.startswith(prefix)]
+            self._prefix[prefix] = res
+        return res
+
+    def positions(self, forms, prefix) -> list:
+        """Positions of tokens matching a compiled word (normal forms or a prefix)."""
+        if prefix is not None:
+            return self.prefixed(prefix)
+        if len(forms) == 1:
+            return self.index.get(next(iter(forms)), [])
+        out = []
+        for f in forms:
+            out.extend(self.index.get(f, ()))
+        return out
+
+
+def _word_ok(tok, word) -> bool:
+    forms, prefix = word
+    return tok.norm.startswith(prefix) if prefix is not None else not tok.forms.isdisjoint(forms)
+
+
+def _phrase_end(tokens, i: int, words, k: int, gap: int) -> int | None:
+    """Index after the phrase if words[k:] match starting at token i (up to `gap` skipped words each)."""
+    if k == len(words):
+        return i
+    for j in range(i, min(len(tokens), i + gap + 1)):
+        if _word_ok(tokens[j], words[k]):
+            end = _phrase_end(tokens, j + 1, words, k + 1, gap)
+            if end is not None:
+                return end
+    return None
+
+
+def lemma_hits(term: Term, ctx: Context, *, negated: str | None = None) -> list[Hit]:
+    """Hits of a lemmas term, filtered by speaker, window and negation."""
+    ok = ctx.allowed(term.speaker, term.within)
+    mode = negated or term.negated
+    seen = set()
+    for lem in term.lemmas:
+        seen.update(p for p in ctx.index.get(lem, ()) if ok[p[0]])
+    for pre in term.prefixes:
+        seen.update(p for p in ctx.prefixed(pre) if ok[p[0]])
+    hits = []
+    for ui, ti in sorted(seen):
+        if mode != "any" and morph.is_negated(ctx.utts[ui].tokens, ti) != (mode == "only"):
+            continue
+        hits.append((ui, ti, ti + 1))
+    return hits
+
+
+def phrase_hits(term: Term, ctx: Context) -> list[Hit]:
+    """Hits of a phrases term (consecutive words inside one utterance, `max_gap` words allowed)."""
+    ok = ctx.allowed(term.speaker, term.within)
+    hits = set()
+    for _text, words in term.phrases:
+        for ui, ti in ctx.positions(*words[0]):
+            if ok[ui]:
+                end = _phrase_end(ctx.utts[ui].tokens, ti + 1, words, 1, term.max_gap)
+                if end is not None:
+                    hits.add((ui, ti, end))
+    return sorted(hits)
+
+
+def eval_term(term: Term, ctx: Context) -> tuple[bool, list]:
+    """(does the term hold, its evidence hits)."""
+    op = term.op
+    if op == "lemmas":
+        hits = lemma_hits(term, ctx)
+        return len(hits) >= term.min_count, hits
+    if op == "phrases":
+        hits = phrase_hits(term, ctx)
+        return len(hits) >= term.min_count, hits
+    if op == "tags":
+        return any(t in ctx.fired for t in term.tags), []
+    results = [eval_term(t, ctx) for t in term.children]
+    if op == "none":
+        return not any(r[0] for r in results), []
+    hits = [h for r in results if r[0] for h in r[1]]
+    if op == "all":
+        return all(r[0] for r in results) and (term.min_count <= 1 or len(hits) >= term.min_count), hits
+    return any(r[0] for r in results) and (term.min_count <= 1 or len(hits) >= term.min_count), hits
+
+
+def eval_rule(rule: Rule, ctx: Context) -> tuple[bool, list]:
+    """(does the rule fire, its hits): call conditions, then any, all, none, min_count."""
+    if not rule.enabled:
+        return False, []
+    if rule.call is not None and not ctx.ignore_call and not ctx.facts.matches(rule.call):
+        return False, []
+    hits: list = []
+    if rule.any:
+        results = [eval_term(t, ctx) for t in rule.any]
+        if not any(r[0] for r in results):
+            return False, []
+        hits.extend(h for r in results if r[0] for h in r[1])
+    for t in rule.all:
+        ok, h = eval_term(t, ctx)
+        if not ok:
+            return False, []
+        hits.extend(h)
+    for t in rule.none:
+        if eval_term(t, ctx)[0]:
+            return False, []
+    if rule.min_count > 1 and len(set(hits)) < rule.min_count:
+        return False, []
+    return True, hits
+
+
+def _intensified(tokens, ti: int, intensifiers) -> bool:
+    for j in range(ti - 1, max(-1, ti - 3), -1):
+        if tokens[j].clause != tokens[ti].clause:
+            return False
+        if not tokens[j].forms.isdisjoint(intensifiers):
+            return True
+    return False
+
+
+def eval_lexicon(group: Group, ctx: Context) -> tuple[Rule, list, dict]:
+    """Score a lexicon group's poles; returns (chosen pole or default, its hits, scores)."""
+    scores = {p.id: 0.0 for p in group.rules}
+    contrib: dict[str, list] = {p.id: [] for p in group.rules}
+    for pole in group.rules:
+        if not pole.enabled:
+            continue
+        for term in pole.any:
+            if term.op == "lemmas":
+                pairs = [(h, morph.is_negated(ctx.utts[h[0]].tokens, h[1])) for h in lemma_hits(term, ctx, negated="any")]
+            elif term.op == "phrases":
+                pairs = [(h, False) for h in phrase_hits(term, ctx)]
+            else:
+                ok, hs = eval_term(term, ctx)
+                pairs = [(h, False) for h in hs]
+            for hit, neg in pairs:
+                target = (pole.opposite if neg else pole.id)
+                if target not in scores or (neg and term.negated == "skip" and pole.opposite is None):
+                    continue
+                w = term.weight
+                if group.intensifiers and _intensified(ctx.utts[hit[0]].tokens, hit[1], group.intensifiers):
+                    w *= group.intensity
+                scores[target] += w
+                contrib[target].append(hit)
+    best = None
+    for pole in group.rules:
+        if pole.enabled and scores[pole.id] >= pole.min_score and (best is None or scores[pole.id] > scores[best.id]):
+            best = pole
+    if best is None:
+        return group.default, [], scores
+    return best, contrib[best.id], scores
+
+
+class Evaluation:
+    """Raw results of one run: chosen values per group, fired rules, hits, checkpoint results."""
+
+    def __init__(self):
+        self.chosen: dict[str, object] = {}
+        self.raw: dict[str, bool] = {}
+        self.hits: dict[str, list] = {}
+        self.script: Script | None = None
+        self.checkpoints: dict[str, bool] = {}
+
+
+def evaluate(ruleset, utterances: Sequence, call: Mapping, *, history: Callable | None = None,
+             ignore_call: bool = False, full: bool = False) -> tuple[Evaluation, Context]:
+    """Run the evaluation plan. `full` also evaluates classification rules after the first match."""
+    ctx = Context(utterances, call, history, ignore_call=ignore_call)
+    ev = Evaluation()
+    for kind, node in ruleset.plan:
+        if kind == "rule":
+            ok, hits = eval_rule(node, ctx)
+            ev.raw[node.id] = ok
+            if ok:
+                ctx.fired.add(node.id)
+                ev.hits[node.id] = hits
+                ev.chosen.setdefault(node.group, []).append(node.id)
+            else:
+                ev.chosen.setdefault(node.group, [])
+        elif kind == "group" and node.kind == "lexicon":
+            pole, hits, _scores = eval_lexicon(node, ctx)
+            ev.chosen[node.id] = pole.id
+            ctx.fired.add(pole.id)
+            ev.raw[pole.id] = True
+            ev.hits[pole.id] = hits
+        elif kind == "group":
+            chosen = None
+            for rule in node.rules:
+                if chosen is not None and not full:
+                    break
+                ok, hits = eval_rule(rule, ctx)
+                ev.raw[rule.id] = ok
+                if ok and chosen is None:
+                    chosen = rule
+                    ev.hits[rule.id] = hits
+            chosen = chosen or node.default
+            ev.chosen[node.id] = chosen.id
+            ctx.fired.add(chosen.id)
+        elif kind == "script":
+            _run_script(node, ctx, ev)
+    return ev, ctx
+
+
+def _run_script(script: Script, ctx: Context, ev: Evaluation) -> None:
+    if ev.script is not None or not script.enabled:
+        return
+    if script.call is not None and not ctx.ignore_call and not ctx.facts.matches(script.call):
+        return
+    ev.script = script
+    for cp in script.checkpoints:
+        if not cp.enabled:
+            continue
+        ok, hits = eval_rule(cp, ctx)
+        ev.raw[cp.id] = ok
+        ev.checkpoints[cp.id] = ok
+        if ok:
+            ctx.fired.add(cp.id)
+            ev.hits[cp.id] = hits
+
+
+def _hit_dict(rule_id: str, group: str, hit, ctx: Context) -> dict:
+    ui, t0, t1 = hit
+    u = ctx.utts[ui]
+    return {"rule_id": rule_id, "group": group, "speaker": u.speaker, "start_s": round(u.start, 2),
+            "text": u.text, "matched": u.text[u.tokens[t0].start:u.tokens[t1 - 1].end]}
+
+
+def analyse(ruleset, utterances: Sequence, call: Mapping, *, history: Callable | None = None) -> dict:
+    """Tag one call. Returns the JSON-serialisable `analysis` object (see rules/README.md).
+
+    :param ruleset: a RuleSet from service.ruleset.load_ruleset
+    :param utterances: service.models.Utterance items (speaker, start_s, end_s, text)
+    :param call: the canonical call record (all keys optional)
+    :param history: callable(client_phone, days) -> number of earlier calls, or None
+    """
+    ev, ctx = evaluate(ruleset, utterances, call, history=history)
+    groups, tags, hits = {}, [], []
+    for group in ruleset.groups:
+        value = ev.chosen.get(group.id, None if group.exclusive else [])
+        if group.exclusive:
+            value = value or group.default.id
+            ids = [value]
+        else:
+            ids = list(value or [])
+        groups[group.id] = value if group.exclusive else ids
+        for rid in ids:
+            tags.append(ruleset.rules[rid].label)
+            hits.extend(_hit_dict(rid, group.id, h, ctx) for h in sorted(set(ev.hits.get(rid, ()))))
+    score = None
+    if ev.script is not None:
+        total = sum(cp.weight for cp in ev.script.checkpoints if cp.enabled)
+        passed = sum(cp.weight for cp in ev.script.checkpoints if ev.checkpoints.get(cp.id))
+        score = round(passed / total, 4) if total else None
+        for cp in ev.script.checkpoints:
+            if ev.checkpoints.get(cp.id):
+                hits.extend(_hit_dict(cp.id, ev.script.id, h, ctx) for h in sorted(set(ev.hits.get(cp.id, ()))))
+    return {"rules_version": ruleset.version, "groups": groups, "checkpoints": dict(ev.checkpoints),
+            "script_id": ev.script.id if ev.script else None, "script_score": score, "tags": tags, "hits": hits}

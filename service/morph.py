@@ -1,0 +1,162 @@
+"""Russian tokenising and normal forms for the rule matcher (pymorphy3, cached per token)."""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from functools import lru_cache
+
+NUM = "#число"
+"""Pseudo normal form shared by every number: digits («54900») and number words («пятьдесят»)."""
+
+AMOUNT = "#сумма"
+"""Pseudo normal form of large numbers: digits ≥ 1000 («14500») and the words тысяча, миллион."""
+
+NEGATORS_BEFORE = frozenset({"не", "ни", "нет", "без", "нету", "никакой", "ничуть", "нисколько"})
+"""Words that negate a lemma hit up to two tokens later (inside one clause)."""
+
+NEGATORS_AFTER = frozenset({"нет", "нету"})
+"""Words that negate the genitive noun right before them: «жалоб нет», «проблем нету»."""
+
+_TOKEN_RE = re.compile(r"[0-9]+(?:[.,][0-9]+)*|[^\W\d_]+(?:[-'][^\W\d_]+)*|[0-9]+[^\W\d_]+", re.UNICODE)
+_BREAK_RE = re.compile(r"[.,!?;:()«»\"—–…]|\s-\s")
+_NUMBER_WORDS = frozenset(
+    "ноль один два три четыре пять шесть семь восемь девять десять одиннадцать двенадцать тринадцать "
+    "четырнадцать пятнадцать шестнадцать семнадцать восемнадцать девятнадцать двадцать тридцать сорок "
+    "пятьдесят шестьдесят семьдесят восемьдесят девяносто сто двести триста четыреста пятьсот шестьсот "
+    "семьсот восемьсот девятьсот тысяча миллион полтора полторы".split())
+
+_PARTICLES = frozenset({"то", "нибудь", "либо", "ка", "таки", "де"})
+_morph = None
+
+
+def _analyzer():
+    """Return the shared pymorphy3 analyzer (created on first use, never at import)."""
+    global _morph
+    if _morph is None:
+        import pymorphy3
+
+        _morph = pymorphy3.MorphAnalyzer()
+    return _morph
+
+
+def fold(word: str) -> str:
+    """Lower-case a word and replace ё with е."""
+    return word.lower().replace("ё", "е")
+
+
+@dataclass(frozen=True, slots=True)
+class Token:
+    """One word of an utterance.
+
+    :param surface: the word as written in the text
+    :param norm: lower-cased, ё→е form
+    :param forms: every possible normal form, the word itself, `=word` (exact match) and `#число` for numbers
+    :param start: character offset in the utterance text
+    :param end: character offset after the word
+    :param clause: index of the clause (punctuation splits clauses); negation never crosses clauses
+    """
+
+    surface: str
+    norm: str
+    forms: frozenset
+    start: int
+    end: int
+    clause: int
+
+
+@lru_cache(maxsize=200_000)
+def normal_forms(word: str) -> frozenset:
+    """All possible normal forms of one word, ё→е folded, the folded word itself included."""
+    w = fold(word)
+    forms = {w, "=" + w}
+    if w[:1].isdigit():
+        forms.add(NUM)
+        digits = w.replace(",", ".").split(".")[0]
+        if digits.isdigit() and int(digits) >= 1000:
+            forms.add(AMOUNT)
+        return frozenset(forms)
+    parts = w.split("-") if "-" in w and w.rsplit("-", 1)[1] not in _PARTICLES else [w]
+    for part in parts + ([w] if len(parts) > 1 else []):
+        for p in _analyzer().parse(part):
+            nf = fold(p.normal_form)
+            forms.add(nf)
+            if "NUMR" in p.tag or nf in _NUMBER_WORDS:
+                forms.add(NUM)
+            if nf in ("тысяча", "миллион", "миллиард"):
+                forms.add(AMOUNT)
+    return frozenset(forms)
+
+
+@lru_cache(maxsize=50_000)
+def can_be_genitive(word: str) -> bool:
+    """True when some parse of the word is a genitive noun/adjective («жалоб», «проблем»)."""
+    return any("gent" in p.tag and ("NOUN" in p.tag or "ADJF" in p.tag) for p in _analyzer().parse(fold(word)))
+
+
+@lru_cache(maxsize=50_000)
+def dictionary_forms(word: str) -> tuple[bool, str | None]:
+    """Check a rule lemma: (is it a known normal form, best suggested normal form or None)."""
+    w = fold(word)
+    parses = _analyzer().parse(w)
+    known = [p for p in parses if p.is_known]
+    if any(fold(p.normal_form) == w for p in known):
+        return True, None
+    if known:
+        return False, fold(known[0].normal_form)
+    return True, None  # unknown words (brands, slang) cannot be checked: accept them
+
+
+def tokenize(text: str) -> list[Token]:
+    """Split an utterance into tokens with normal forms and clause numbers."""
+    tokens: list[Token] = []
+    clause = 0
+    pos = 0
+    for m in _TOKEN_RE.finditer(text):
+        if _BREAK_RE.search(text, pos, m.start()):
+            clause += 1
+        surface = m.group(0)
+        norm = fold(surface)
+        tokens.append(Token(surface, norm, normal_forms(norm), m.start(), m.end(), clause))
+        pos = m.end()
+    return tokens
+
+
+def term_word(word: str) -> tuple[frozenset | None, str | None]:
+    """Compile one rule word: (normal forms, None), or (None, prefix) for `слово*`, or {#число}."""
+    w = fold(word.strip())
+    if w in (NUM, AMOUNT):
+        return frozenset({w}), None
+    if w.startswith("=") and len(w) > 1:
+        return frozenset({w}), None
+    if w.endswith("*") and len(w) > 1:
+        return None, w[:-1]
+    forms = normal_forms(w)
+    if w not in _NUMBER_WORDS and not w[:1].isdigit():
+        forms = forms - {NUM}
+    return forms, None
+
+
+def phrase_words(phrase: str) -> list[tuple[frozenset | None, str | None]]:
+    """Lemmatise a rule phrase word by word; see term_word for each word."""
+    out = []
+    for piece in phrase.split():
+        if fold(piece) in (NUM, AMOUNT) or piece.endswith("*") or piece.startswith("="):
+            out.append(term_word(piece))
+            continue
+        out.extend(term_word(t.norm) for t in tokenize(piece))
+    return out
+
+
+def is_negated(tokens: list[Token], i: int, window: int = 2) -> bool:
+    """True when token i is negated: не/ни/нет/без up to `window` tokens before, or «X нет» after."""
+    tok = tokens[i]
+    for j in range(i - 1, max(-1, i - 1 - window), -1):
+        if tokens[j].clause != tok.clause:
+            break
+        if tokens[j].norm in NEGATORS_BEFORE:
+            return True
+    if i + 1 < len(tokens):
+        nxt = tokens[i + 1]
+        if nxt.clause == tok.clause and nxt.norm in NEGATORS_AFTER and can_be_genitive(tok.norm):
+            return True
+    return False

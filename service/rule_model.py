@@ -1,0 +1,237 @@
+"""Compiled rule objects (frozen) and compilation from schema-valid YAML data."""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Callable
+
+from service import morph
+
+_DUR_RE = re.compile(r"^(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+(?:\.\d+)?)s)?$")
+TERM_OPS = ("lemmas", "phrases", "tags", "any", "all", "none")
+DIRECTIONS = {"in": "inbound", "inbound": "inbound", "out": "outbound", "outbound": "outbound",
+              "internal": "internal", "unknown": "unknown"}
+LIST_CONDS = ("status", "provider", "source", "utm_source", "utm_medium", "utm_campaign", "utm_content",
+              "utm_term", "operator")
+RANGE_CONDS = {"talk": "talk", "wait": "wait", "duration": "duration", "operator_share": "operator_share"}
+
+
+def parse_duration(value) -> float | None:
+    """Seconds from `20s`, `2m`, `1m30s`, `7d`, `1h` or a number; None when malformed."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, (int, float)):
+        return float(value)
+    m = _DUR_RE.match(str(value).strip())
+    if not m or not any(m.groups()):
+        return None
+    d, h, mi, s = (float(g) if g else 0.0 for g in m.groups())
+    return d * 86400 + h * 3600 + mi * 60 + s
+
+
+@dataclass(frozen=True, slots=True)
+class Window:
+    """A time window: first N s, last N s, or [start, end) seconds from the call start."""
+
+    first: float | None = None
+    last: float | None = None
+    start: float | None = None
+    end: float | None = None
+
+
+@dataclass(frozen=True)
+class Term:
+    """One condition: lemmas, phrases, tags, or a nested any/all/none of terms."""
+
+    op: str
+    lemmas: frozenset = frozenset()
+    prefixes: tuple = ()
+    phrases: tuple = ()          # ((text, ((forms|None, prefix|None), ...)), ...)
+    tags: tuple = ()
+    children: tuple = ()
+    speaker: str = "any"
+    negated: str = "skip"
+    within: Window | None = None
+    min_count: int = 1
+    max_gap: int = 0
+    weight: float = 1.0
+
+
+@dataclass(frozen=True)
+class CallCond:
+    """Conditions on call data; every present condition must hold (unknown values never match)."""
+
+    answered: bool | None = None
+    direction: frozenset | None = None
+    lists: tuple = ()            # ((key, frozenset of folded values), ...)
+    ranges: tuple = ()           # ((name, min or None, max or None), ...)
+    history_s: float | None = None
+    history_min: int = 1
+
+
+@dataclass(frozen=True)
+class Rule:
+    """A tag, classification rule, checkpoint or lexicon pole."""
+
+    id: str
+    label: str
+    group: str
+    kind: str                    # tags | classification | default | checkpoint | pole
+    file: str
+    line: int
+    call: CallCond | None = None
+    any: tuple = ()
+    all: tuple = ()
+    none: tuple = ()
+    min_count: int = 1
+    enabled: bool = True
+    weight: float = 1.0
+    min_score: float = 1.0
+    opposite: str | None = None
+    examples: dict = field(default_factory=dict, compare=False, hash=False)
+    example_path: tuple = ()
+    deps: frozenset = frozenset()
+
+
+@dataclass(frozen=True)
+class Group:
+    """A result group: multi (tags) or exclusive (classification, lexicon)."""
+
+    id: str
+    kind: str                    # tags | classification | lexicon
+    rules: tuple
+    default: Rule | None = None
+    speaker: str = "any"
+    intensifiers: frozenset = frozenset()
+    intensity: float = 1.5
+    file: str = ""
+
+    @property
+    def exclusive(self) -> bool:
+        return self.kind != "tags"
+
+
+@dataclass(frozen=True)
+class Script:
+    """A scored checklist of checkpoints applied to calls that match `call`."""
+
+    id: str
+    label: str
+    file: str
+    call: CallCond | None
+    pass_score: float
+    checkpoints: tuple
+    enabled: bool = True
+
+
+Report = Callable[..., None]
+
+
+def compile_window(raw, path, report: Report) -> Window | None:
+    """Compile a `within` mapping; reports R111 for contradictory keys."""
+    if not raw:
+        return None
+    vals = {k: parse_duration(v) for k, v in raw.items()}
+    if len(set(raw) & {"first", "last"}) == 2 or (set(raw) & {"first", "last"} and set(raw) & {"from", "to"}):
+        report(path, "R111", {"detail": ("используйте либо first, либо last, либо from/to",
+                                         "use either first, or last, or from/to")})
+    if vals.get("from") is not None and vals.get("to") is not None and vals["from"] >= vals["to"]:
+        report(path, "R111", {"detail": ("from должно быть меньше to", "from must be less than to")})
+    return Window(vals.get("first"), vals.get("last"), vals.get("from"), vals.get("to"))
+
+
+def compile_call(raw, path, report: Report) -> CallCond | None:
+    """Compile a `call` mapping of call-data conditions."""
+    if not raw:
+        return None
+    as_set = lambda v: frozenset(str(x).strip().lower() for x in (v if isinstance(v, list) else [v]))
+    direction = None
+    if "direction" in raw:
+        vals = as_set(raw["direction"])
+        for bad in sorted(vals - set(DIRECTIONS)):
+            report(path + ("direction",), "R109", {"where": "call.direction", "got": bad,
+                                                   "allowed": "in, out, internal, unknown"})
+        direction = frozenset(DIRECTIONS[v] for v in vals if v in DIRECTIONS)
+    lists = tuple((k, as_set(raw[k])) for k in LIST_CONDS if k in raw)
+    ranges = []
+    for name in RANGE_CONDS:
+        lo, hi = raw.get(f"min_{name}"), raw.get(f"max_{name}")
+        if lo is None and hi is None:
+            continue
+        conv = (lambda v: float(v)) if name == "operator_share" else parse_duration
+        ranges.append((name, None if lo is None else conv(lo), None if hi is None else conv(hi)))
+    hist = raw.get("history") or {}
+    return CallCond(raw.get("answered"), direction, lists, tuple(ranges),
+                    parse_duration(hist["within"]) if hist else None, int(hist.get("min_calls", 1)) if hist else 1)
+
+
+def compile_term(raw: dict, path, inherit: dict, report: Report, deps: set) -> Term:
+    """Compile one term; `inherit` carries the speaker/negated/within defaults of the enclosing rule."""
+    ops = [op for op in TERM_OPS if op in raw]
+    if len(ops) != 1:
+        report(path, "R107", {"found": ", ".join(ops) or "—"})
+    op = ops[0] if ops else "any"
+    speaker = raw.get("speaker", inherit["speaker"])
+    negated = raw.get("negated", inherit["negated"])
+    within = compile_window(raw["within"], path + ("within",), report) if "within" in raw else inherit["within"]
+    if "max_gap" in raw and op != "phrases":
+        report(path + ("max_gap",), "R108", {"key": "max_gap", "only": ("phrases", "phrases")})
+    kw: dict = dict(op=op, speaker=speaker, negated=negated, within=within, min_count=int(raw.get("min_count", 1)),
+                    max_gap=int(raw.get("max_gap", 0)), weight=float(raw.get("weight", 1.0)))
+    if op == "lemmas":
+        lemmas, prefixes = set(), []
+        for i, word in enumerate(raw["lemmas"]):
+            w = morph.fold(word.strip())
+            if " " in w:
+                report(path + ("lemmas", i), "R113", {"word": word})
+            if w.endswith("*"):
+                prefixes.append(w[:-1])
+                continue
+            lemmas.add(w)
+            ok, lemma = morph.dictionary_forms(w) if w not in (morph.NUM, morph.AMOUNT) and not w.startswith("=") else (True, None)
+            if not ok:
+                report(path + ("lemmas", i), "W201", {"word": word, "lemma": lemma}, severity="warning")
+        kw.update(lemmas=frozenset(lemmas), prefixes=tuple(prefixes))
+    elif op == "phrases":
+        compiled = []
+        for i, text in enumerate(raw["phrases"]):
+            wl = morph.phrase_words(text)
+            if not wl:
+                report(path + ("phrases", i), "R112", {"phrase": text})
+                continue
+            compiled.append((text, tuple(wl)))
+        kw["phrases"] = tuple(compiled)
+    elif op == "tags":
+        kw["tags"] = tuple(raw["tags"])
+        deps.update((t, path + ("tags", i)) for i, t in enumerate(raw["tags"]))
+    else:
+        sub = dict(speaker=speaker, negated=negated, within=within)
+        kw["children"] = tuple(compile_term(t, path + (op, i), sub, report, deps)
+                               for i, t in enumerate(raw.get(op) or []))
+    return Term(**kw)
+
+
+def compile_rule(raw: dict, path, *, group: str, kind: str, file: str, line: int, report: Report,
+                 defaults: dict | None = None) -> tuple[Rule, list]:
+    """Compile a rule/checkpoint/pole; returns the rule and its (tag, path) references."""
+    defaults = defaults or {}
+    inherit = dict(speaker=raw.get("speaker", defaults.get("speaker", "any")),
+                   negated=raw.get("negated", "skip"),
+                   within=compile_window(raw.get("within"), path + ("within",), report))
+    deps: set = set()
+    parts = {}
+    for op in ("any", "all", "none"):
+        parts[op] = tuple(compile_term(t, path + (op, i), inherit, report, deps) for i, t in enumerate(raw.get(op) or []))
+    if kind == "pole":
+        parts["any"] = tuple(compile_term(t, path + ("terms", i), inherit, report, deps)
+                             for i, t in enumerate(raw.get("terms") or []))
+    call = compile_call(raw.get("call"), path + ("call",), report)
+    if kind in ("tags", "classification", "checkpoint") and not (any(parts.values()) or call):
+        report(path, "R106", {})
+    rule = Rule(id=raw["id"], label=raw["label"], group=group, kind=kind, file=file, line=line, call=call,
+                any=parts["any"], all=parts["all"], none=parts["none"], min_count=int(raw.get("min_count", 1)),
+                enabled=bool(raw.get("enabled", True)), weight=float(raw.get("weight", 1.0)),
+                min_score=float(raw.get("min_score", 1.0)), opposite=raw.get("opposite"),
+                examples=raw.get("examples") or {}, example_path=path + ("examples",),
+                deps=frozenset(t for t, _ in deps))
+    return rule, sorted(deps, key=lambda d: (d[0], tuple(map(str, d[1]))))
