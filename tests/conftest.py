@@ -1,6 +1,7 @@
 """Shared fixtures: an app on a temp data dir, its client, a webhook poster, HTTP mocking."""
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 from typing import Any
@@ -9,6 +10,7 @@ import pytest
 import responses
 
 REPO = Path(__file__).resolve().parent.parent
+RULES_DIR = Path(os.environ.get("CALLTAG_TEST_RULES_DIR", REPO / "rules"))  # rule set under test
 TEST_SECRET = "s3cret-webhook-token-0123456789"
 API_TOKEN = "test-api-token-0123456789abcdef"
 
@@ -39,7 +41,7 @@ def app_factory(data_dir: Path):
 
     def factory(config: dict[str, Any] | None = None, **settings: Any):
         values = {"TESTING": True, "DATA_DIR": data_dir, "QUEUE_IMMEDIATE": True,
-                  "RULES_DIR": REPO / "rules", "CONFIG_DATA": config or make_config()}
+                  "RULES_DIR": RULES_DIR, "CONFIG_DATA": config or make_config()}
         values.update(settings)
         return create_app(values)
 
