@@ -268,7 +268,7 @@ class Crm(Adapter):
         for refreshed in (False, True):
             kw = dict(kwargs)
             version = self._authorize(kw)
-            resp = self._send(method, url, what, create, kw)
+            resp = self._send(method, kw.pop("_url", url), what, create, kw)
             try:
                 return self._parse(resp, what, create)
             except TokenRejected as rej:
