@@ -9,6 +9,7 @@ import time
 
 from integrations.base import PermanentError, TransientError
 from service import pipeline, storage
+from service.crm_stage import Parked
 from service.retry import next_delay
 
 log = logging.getLogger("calltag.jobs")
@@ -32,6 +33,10 @@ def run_call_job(rt, call_id: int) -> str:
     except pipeline.RetryLater as err:
         _retry(rt, db, call_id, owner, err.reason, err.delay_s)
         return "waiting"
+    except Parked as err:
+        storage.release_call(db, call_id, owner, "parked", str(err))
+        log.warning("call %s parked: CRM needs re-authorisation", call_key)
+        return "parked"
     except TransientError as err:
         attempts = _bump_attempts(db, call_id)
         if attempts >= MAX_TRANSIENT_ATTEMPTS:
@@ -40,10 +45,9 @@ def run_call_job(rt, call_id: int) -> str:
         _retry(rt, db, call_id, owner, str(err), next_delay(attempts, err.retry_after_s))
         return "waiting"
     except PermanentError as err:
-        state = "parked" if type(err).__name__ == "ReauthRequiredError" else "failed"
-        storage.release_call(db, call_id, owner, state, str(err))
-        log.warning("call %s %s: %s", call_key, state, err)
-        return state
+        storage.release_call(db, call_id, owner, "failed", str(err))
+        log.warning("call %s failed: %s", call_key, err)
+        return "failed"
     except Exception as err:  # noqa: BLE001 - a bug must not leave the call leased forever
         log.exception("call %s: internal error", call_key)
         storage.release_call(db, call_id, owner, "failed", f"internal error: {type(err).__name__}")
