@@ -147,14 +147,31 @@ def phrase_words(phrase: str) -> list[tuple[frozenset | None, str | None]]:
     return out
 
 
+_TRANSPARENT_POS = frozenset({"ADVB", "PRCL", "ADJF", "ADJS", "NPRO", "PRED", "CONJ", "INTJ", "COMP", "NUMR"})
+
+
+@lru_cache(maxsize=50_000)
+def is_transparent(word: str) -> bool:
+    """Can a negation reach across this word («не очень дорого», «не такой дорогой»)? Not across verbs or nouns."""
+    parses = _analyzer().parse(fold(word))
+    return bool(parses) and parses[0].tag.POS in _TRANSPARENT_POS
+
+
 def is_negated(tokens: list[Token], i: int, window: int = 2) -> bool:
-    """True when token i is negated: не/ни/нет/без up to `window` tokens before, or «X нет» after."""
+    """True when token i is negated.
+
+    не/ни/нет/без right before the word, or up to `window` tokens before when the words in between are
+    adverbs, particles, pronouns or adjectives («не очень дорого»); or «X нет» after a genitive («жалоб нет»).
+    Negation never crosses punctuation.
+    """
     tok = tokens[i]
     for j in range(i - 1, max(-1, i - 1 - window), -1):
         if tokens[j].clause != tok.clause:
             break
         if tokens[j].norm in NEGATORS_BEFORE:
             return True
+        if not is_transparent(tokens[j].norm):
+            break
     if i + 1 < len(tokens):
         nxt = tokens[i + 1]
         if nxt.clause == tok.clause and nxt.norm in NEGATORS_AFTER and can_be_genitive(tok.norm):

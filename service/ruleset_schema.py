@@ -75,10 +75,7 @@ def read_yaml(path: Path, display: str):
         finally:
             loader.dispose()
     except yaml.MarkedYAMLError as err:
-        mark = err.problem_mark or err.context_mark
-        detail = (err.problem or err.context or "").strip()
-        line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
-        return None, marks, [Problem(display, line, col, "error", "R100", params={"detail": detail})]
+        return None, marks, [yaml_problem(err, display)]
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as err:
         return None, marks, [Problem(display, 1, 1, "error", "R100", params={"detail": str(err).splitlines()[0]})]
     if node is not None:
@@ -110,7 +107,35 @@ def words(rel: tuple, default=("правило", "the rule")):
     return ".".join(keys) if keys else default
 
 
+_YAML_HINTS = [
+    ("quoted scalar", "не закрыта кавычка: проверьте, что у каждой открывающей \" есть закрывающая",
+     "an unclosed quote: every opening \" needs a closing one"),
+    ("mapping values are not allowed", "лишнее двоеточие: текст с «:» возьмите в кавычки",
+     "an unexpected colon: put text containing ':' in quotes"),
+    ("could not find expected ':'", "пропущено двоеточие после ключа", "a key is missing its colon"),
+    ("found character '\\t'", "табуляция: делайте отступы пробелами", "a tab: indent with spaces"),
+    ("expected <block end>", "неверный отступ: элементы одного уровня должны начинаться в одном столбце",
+     "bad indentation: items of one level must start in the same column"),
+    ("flow sequence", "не закрыта квадратная скобка [ ]", "an unclosed bracket [ ]"),
+    ("flow mapping", "не закрыта фигурная скобка { }", "an unclosed brace { }"),
+]
+
+
+def yaml_problem(err, display: str) -> Problem:
+    """R100 for a PyYAML error, pointing at where the broken construct starts, with a plain-words hint."""
+    raw = " ".join(x for x in (err.context, err.problem) if x).strip()
+    mark = err.context_mark if err.context_mark is not None else err.problem_mark
+    line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
+    for needle, ru, en in _YAML_HINTS:
+        if needle in raw:
+            return Problem(display, line, col, "error", "R100", params={"detail": (f"{ru} ({raw})", f"{en} ({raw})")})
+    return Problem(display, line, col, "error", "R100", params={"detail": raw})
+
+
 def _got(value) -> str:
+    if isinstance(value, bool):
+        return (f"{str(value).lower()} (yes/no/on/off без кавычек YAML читает как true/false — возьмите в кавычки)",
+                f"{str(value).lower()} (unquoted yes/no/on/off are read as true/false by YAML — quote them)")
     if isinstance(value, str):
         return f"'{value}'"
     if value is None:
@@ -144,7 +169,9 @@ def _problem_for(err, data, marks, display) -> list[Problem]:
         return out
     if err.validator == "required" and isinstance(inst, dict):
         line, col = marks.value(path)
-        return [Problem(line=line, col=col, code="R102", params={"key": k, "where": words(rel)}, **base)
+        where = words(rel, default="")
+        where = (f"{where}: ", f"{where}: ") if where else ""
+        return [Problem(line=line, col=col, code="R102", params={"key": k, "where": where}, **base)
                 for k in err.validator_value if k not in inst]
     line, col = marks.value(path)
     where = words(rel, default=(words(path, "файл"), words(path, "file")))

@@ -1,0 +1,112 @@
+"""Loading and checking rule folders: versions, all-or-nothing loading, reference and morphology checks."""
+import textwrap
+
+import pytest
+
+from service.ruleset import RuleSetError, check, format_report, load_ruleset
+
+GOOD = """
+kind: tags
+version: 1
+group: topic
+rules:
+  - id: topic_price
+    label: "Тема: цена"
+    any: [{lemmas: [цена]}]
+"""
+
+
+def write(folder, name, text):
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / name).write_text(textwrap.dedent(text), encoding="utf-8")
+    return folder
+
+
+def test_version_is_short_hash_and_changes_with_content(tmp_path):
+    d = write(tmp_path / "rules", "a.yaml", GOOD)
+    v1 = load_ruleset(d).version
+    assert len(v1) == 12 and int(v1, 16) >= 0
+    assert load_ruleset(d).version == v1
+    write(d, "a.yaml", GOOD.replace("цена]", "цена, прайс]"))
+    assert load_ruleset(d).version != v1
+
+
+def test_load_is_all_or_nothing(tmp_path):
+    d = write(tmp_path / "rules", "a.yaml", GOOD)
+    write(d, "b.yaml", "kind: tags\nversion: 1\ngroup: x\nrules:\n  - {id: bad, label: B, any: [{lemma: [x]}]}\n")
+    with pytest.raises(RuleSetError) as info:
+        load_ruleset(d)
+    assert [p.code for p in info.value.problems] == ["R103"]
+    assert "b.yaml:5:" in str(info.value) and "Правила НЕ загружены" in str(info.value)
+
+
+def test_check_finds_every_problem_across_files(tmp_path):
+    d = write(tmp_path / "rules", "a.yaml", GOOD.replace("any: [{lemmas: [цена]}]", "any: [{tags: [topik_discount]}]"))
+    write(d, "b.yaml", GOOD)
+    write(d, "c.yaml", "kind: tags\nversion: 2\ngroup: y\nrules: []\n")
+    codes = sorted(p.code for p in check(d))
+    assert codes == ["R105", "R201", "R202"]
+
+
+def test_unknown_tag_did_you_mean(tmp_path):
+    d = write(tmp_path / "rules", "a.yaml", GOOD + """
+  - id: topic_discount
+    label: "Тема: скидка"
+    any: [{tags: [topic_prise]}]
+""")
+    (p,) = check(d)
+    assert p.code == "R202" and "did you mean 'topic_price'" in p.text("en")
+    assert "возможно, имелось в виду 'topic_price'" in p.text("ru")
+
+
+def test_reference_to_file_with_errors_is_not_reported_twice(tmp_path):
+    d = write(tmp_path / "rules", "a.yaml", GOOD.replace("[{lemmas: [цена]}]", "[{lemmas: цена}]"))
+    write(d, "b.yaml", "kind: tags\nversion: 1\ngroup: f\nrules:\n  - {id: f1, label: F, any: [{tags: [topic_price]}]}\n")
+    assert [p.code for p in check(d)] == ["R105"]
+
+
+def test_non_dictionary_lemma_is_a_warning_and_strict_makes_it_an_error(tmp_path):
+    d = write(tmp_path / "rules", "a.yaml", GOOD.replace("[цена]", "[цены]"))
+    (w,) = check(d)
+    assert (w.code, w.severity) == ("W201", "warning") and "'цена'" in w.text()
+    assert load_ruleset(d).rules  # warnings alone do not block loading
+    assert [p.severity for p in check(d, strict=True)] == ["error"]
+
+
+def test_exclusive_group_in_two_files_is_rejected(tmp_path):
+    cls = "kind: classification\nversion: 1\ngroup: purpose\ndefault: {id: %s, label: D}\nrules: []\n"
+    d = write(tmp_path / "rules", "a.yaml", cls % "other_a")
+    write(d, "b.yaml", cls % "other_b")
+    assert [p.code for p in check(d)] == ["R204"]
+
+
+def test_lexicon_opposite_must_be_a_pole(tmp_path):
+    d = write(tmp_path / "rules", "tone.yaml", """
+        kind: lexicon
+        version: 1
+        group: tone
+        default: {id: neutral, label: N}
+        poles:
+          - {id: negative, label: Neg, opposite: positiv, terms: [{lemmas: [плохой]}]}
+          - {id: positive, label: Pos, terms: [{lemmas: [хороший]}]}
+        """)
+    (p,) = check(d)
+    assert p.code == "R205" and "'positive'" in p.text()
+
+
+def test_empty_folder_is_an_error(tmp_path):
+    (tmp_path / "rules").mkdir()
+    assert [p.code for p in check(tmp_path / "rules")] == ["R002"]
+    with pytest.raises(RuleSetError):
+        load_ruleset(tmp_path / "rules")
+
+
+def test_format_report_summary_plurals():
+    from service.ruleset_errors import Problem
+
+    probs = [Problem("a.yaml", 1, 1, "error", "R106", "x")] * 2 + [Problem("b.yaml", 2, 1, "warning", "W201", "y",
+                                                                          params={"word": "w", "lemma": "l"})]
+    text = format_report(probs)
+    assert text.endswith("2 ошибки, 1 предупреждение в 2 файлах. Правила НЕ загружены.")
+    assert format_report(probs, lang="en", running_version="abc").endswith(
+        "2 errors, 1 warning in 2 files. Rules NOT loaded. Still running rules version abc.")
