@@ -51,7 +51,7 @@ def receive(provider: str, tenant: str, secret: str) -> Response:
     except NotConfiguredError as err:
         log.error("webhook for %s/%s: adapter not configured: %s", provider, tenant, err)
         return _json(503, {"error": "provider not configured"})
-    req = _build_request(conf, body)
+    req = _build_request(conf.get("public_url") or runtime.settings.get("PUBLIC_URL"), body)
     handshake = adapter.handshake(req)
     if handshake is not None:
         return _reply(handshake)
@@ -73,10 +73,10 @@ def _adapter(provider: str, conf: dict[str, Any]) -> CallTracking:
     return cls(conf["providers"].get(provider, {}), tenant=conf)
 
 
-def _build_request(conf: dict[str, Any], body: bytes) -> WebhookRequest:
+def _build_request(public_url: str | None, body: bytes) -> WebhookRequest:
     url = request.url
-    if conf.get("public_url"):
-        url = conf["public_url"].rstrip("/") + request.full_path.rstrip("?")
+    if public_url:
+        url = public_url.rstrip("/") + request.full_path.rstrip("?")
     form: dict[str, str] = {}
     if request.mimetype in ("application/x-www-form-urlencoded", "multipart/form-data"):
         form = {k: v for k, v in request.form.items()}

@@ -1,7 +1,7 @@
 """Read API and health check."""
 from __future__ import annotations
 
-from conftest import API_TOKEN, make_config, webhook_url
+from support import API_TOKEN, make_config, webhook_url
 
 AUTH = {"Authorization": f"Bearer {API_TOKEN}"}
 

@@ -6,7 +6,7 @@ import os
 import subprocess
 import sys
 
-from conftest import REPO, RULES_DIR
+from support import REPO, RULES_DIR
 
 
 def run_cli(args, data_dir):

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import API_TOKEN, REPO, RULES_DIR, TEST_SECRET, webhook_url
+from support import API_TOKEN, REPO, RULES_DIR, TEST_SECRET, webhook_url
 from http_server import RecordingServer
 from service.morph import normal_forms
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import API_TOKEN, make_config, webhook_url
+from support import API_TOKEN, make_config, webhook_url
 from http_server import RecordingServer
 from service import jobs, storage
 

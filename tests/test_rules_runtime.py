@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from conftest import RULES_DIR, webhook_url
+from support import RULES_DIR, webhook_url
 from service.backtest import backtest, format_report, parse_since
 from service.ruleset import RuleSetError
 

@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from conftest import TEST_SECRET, make_config, webhook_url
+from support import TEST_SECRET, make_config, webhook_url
 
 
 def event(**overrides):
