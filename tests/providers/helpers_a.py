@@ -4,11 +4,10 @@ from __future__ import annotations
 import json
 import random
 import urllib.parse
-import warnings
 from pathlib import Path
 from typing import Any
 
-from conftest import API_TOKEN, make_config, webhook_url
+from support import API_TOKEN, make_config, webhook_url
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "providers"
 
@@ -22,32 +21,10 @@ def form_of(body: str) -> dict[str, str]:
     return dict(urllib.parse.parse_qsl(body, keep_blank_values=True))
 
 
-class _NoRules:
-    """Stand-in for the rules provider while the rule files are not in the repo yet."""
-
-    def __init__(self, *args: Any, **kwargs: Any):
-        pass
-
-    def __getattr__(self, name: str) -> Any:  # pragma: no cover - only used as a placeholder
-        raise RuntimeError("rules are not available in provider tests")
-
-
 def build_app(app_factory, monkeypatch, providers: dict[str, Any], **tenant: Any):
-    """The real app with a real (unconsumed) SQLite queue: finished calls stay 'queued'.
-
-    If the rule folder cannot be loaded yet (another engineer is writing it), the rules provider is
-    replaced by a placeholder: the webhook route never needs rules.
-    """
+    """The real app with a real (unconsumed) SQLite queue: finished calls stay 'queued'."""
     config = make_config(providers=providers, **tenant)
-    try:
-        return app_factory(config=config, QUEUE_IMMEDIATE=False, REDIS_URL="")
-    except Exception as err:  # noqa: BLE001 - only the rules folder is tolerated, re-raised otherwise
-        if type(err).__name__ != "RuleSetError":
-            raise
-        warnings.warn(f"rules folder not loadable, provider tests use a placeholder: {err}")
-        import service.runtime
-        monkeypatch.setattr(service.runtime, "RulesProvider", _NoRules)
-        return app_factory(config=config, QUEUE_IMMEDIATE=False, REDIS_URL="")
+    return app_factory(config=config, QUEUE_IMMEDIATE=False, REDIS_URL="")
 
 
 def post_fixture(client, provider: str, fx: dict[str, Any], *, body: str | bytes | None = None,

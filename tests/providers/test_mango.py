@@ -9,7 +9,7 @@ import pytest
 import responses
 from werkzeug.datastructures import Headers
 
-from conftest import make_config, webhook_url
+from support import make_config, webhook_url
 from helpers_a import (api_get_call, build_app, counts, form_of, fuzz_bodies, get_record, get_row,
                        load_fixture, post_fixture)
 from integrations.base import InvalidSignatureError, PayloadError, TransientError

@@ -9,7 +9,7 @@ import urllib.parse
 import pytest
 import responses
 
-from conftest import webhook_url
+from support import webhook_url
 from helpers_a import (api_get_call, build_app, counts, form_of, fuzz_bodies, get_record, get_row,
                        load_fixture, post_fixture)
 from integrations.base import AuthError, PermanentError, TransientError
