@@ -21,19 +21,46 @@ class _Utt:
 class Context:
     """Per-call state: tokenised utterances, an inverted index of normal forms and results so far."""
 
-    def __init__(self, utterances, call: Mapping, history, *, ignore_call: bool = False):
+    def __init__(self, utterances, call: Mapping, history, *, ignore_call: bool = False, vocabulary=None,
+                 prefixes: tuple = (), cache: dict | None = None):
         self.utts = [_Utt(u) for u in utterances]
         self.index: dict[str, list] = {}
+        self.norms: dict[str, list] = {}
+        index, norms = self.index, self.norms
+        cache = {} if cache is None else cache
+        if len(cache) > 300_000:
+            cache.clear()
         for ui, u in enumerate(self.utts):
             for ti, tok in enumerate(u.tokens):
-                for form in tok.forms:
-                    self.index.setdefault(form, []).append((ui, ti))
+                pos = (ui, ti)
+                forms = cache.get(tok.norm)
+                if forms is None:
+                    forms = cache[tok.norm] = tuple(tok.forms if vocabulary is None else tok.forms & vocabulary)
+                for form in forms:
+                    if form in index:
+                        index[form].append(pos)
+                    else:
+                        index[form] = [pos]
+                if prefixes:
+                    if tok.norm in norms:
+                        norms[tok.norm].append(pos)
+                    else:
+                        norms[tok.norm] = [pos]
         self.call_end = max((u.end for u in self.utts), default=0.0)
         self.facts = CallFacts(call or {}, self.utts, history)
         self.ignore_call = ignore_call
         self.fired: set[str] = set()
         self._allowed: dict = {}
-        self._prefix: dict = {}
+        self._positions: dict = {}
+        self._prefix: dict = {p: [] for p in prefixes}
+        if prefixes:
+            for norm, ps in norms.items():
+                if norm.startswith(prefixes):
+                    for p in prefixes:
+                        if norm.startswith(p):
+                            self._prefix[p].extend(ps)
+            for p in prefixes:
+                self._prefix[p].sort()
 
     def allowed(self, speaker: str, within) -> list[bool]:
         """Per utterance: does it pass the speaker and time-window filter."""
@@ -59,20 +86,27 @@ class Context:
         """All (utterance, token) positions whose word starts with `prefix`."""
         res = self._prefix.get(prefix)
         if res is None:
-            res = [(ui, ti) for ui, u in enumerate(self.utts) for ti, t in enumerate(u.tokens) if t.norm.startswith(prefix)]
+            res = sorted((ui, ti) for ui, u in enumerate(self.utts) for ti, t in enumerate(u.tokens)
+                         if t.norm.startswith(prefix))
             self._prefix[prefix] = res
         return res
 
     def positions(self, forms, prefix) -> list:
-        """Positions of tokens matching a compiled word (normal forms or a prefix)."""
+        """Positions of tokens matching a compiled word (normal forms or a prefix); memoised per call."""
         if prefix is not None:
             return self.prefixed(prefix)
-        if len(forms) == 1:
-            return self.index.get(next(iter(forms)), [])
-        out = []
-        for f in forms:
-            out.extend(self.index.get(f, ()))
-        return out
+        res = self._positions.get(forms)
+        if res is None:
+            index = self.index
+            hit = [f for f in forms if f in index]
+            if not hit:
+                res = []
+            elif len(hit) == 1:
+                res = index[hit[0]]
+            else:
+                res = sorted({p for f in hit for p in index[f]})
+            self._positions[forms] = res
+        return res
 
 
 def _word_ok(tok, word) -> bool:
@@ -114,11 +148,29 @@ def phrase_hits(term: Term, ctx: Context) -> list[Hit]:
     ok = ctx.allowed(term.speaker, term.within)
     hits = set()
     for _text, words in term.phrases:
-        for ui, ti in ctx.positions(*words[0]):
-            if ok[ui]:
-                end = _phrase_end(ctx.utts[ui].tokens, ti + 1, words, 1, term.max_gap)
-                if end is not None:
-                    hits.add((ui, ti, end))
+        positions = []
+        for w in words:
+            ps = ctx.positions(*w)
+            if not ps:
+                break
+            positions.append(ps)
+        else:
+            n = len(words)
+            k = min(range(n), key=lambda i: len(positions[i]))
+            if term.max_gap == 0:   # anchor on the rarest word, check its neighbours
+                for ui, ti in positions[k]:
+                    start = ti - k
+                    tokens = ctx.utts[ui].tokens
+                    if ok[ui] and start >= 0 and start + n <= len(tokens) and \
+                            all(_word_ok(tokens[start + j], words[j]) for j in range(n)):
+                        hits.add((ui, start, start + n))
+                continue
+            rare = {ui for ui, _ in positions[k]}
+            for ui, ti in positions[0]:
+                if ok[ui] and ui in rare:
+                    end = _phrase_end(ctx.utts[ui].tokens, ti + 1, words, 1, term.max_gap)
+                    if end is not None:
+                        hits.add((ui, ti, end))
     return sorted(hits)
 
 
@@ -223,7 +275,8 @@ class Evaluation:
 def evaluate(ruleset, utterances: Sequence, call: Mapping, *, history: Callable | None = None,
              ignore_call: bool = False, full: bool = False) -> tuple[Evaluation, Context]:
     """Run the evaluation plan. `full` also evaluates classification rules after the first match."""
-    ctx = Context(utterances, call, history, ignore_call=ignore_call)
+    ctx = Context(utterances, call, history, ignore_call=ignore_call, vocabulary=getattr(ruleset, "vocabulary", None),
+                  prefixes=getattr(ruleset, "prefixes", ()), cache=getattr(ruleset, "word_cache", None))
     ev = Evaluation()
     for kind, node in ruleset.plan:
         if kind == "rule":

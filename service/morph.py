@@ -2,8 +2,8 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from functools import lru_cache
+from typing import NamedTuple
 
 NUM = "#число"
 """Pseudo normal form shared by every number: digits («54900») and number words («пятьдесят»)."""
@@ -44,8 +44,7 @@ def fold(word: str) -> str:
     return word.lower().replace("ё", "е")
 
 
-@dataclass(frozen=True, slots=True)
-class Token:
+class Token(NamedTuple):
     """One word of an utterance.
 
     :param surface: the word as written in the text
@@ -106,18 +105,28 @@ def dictionary_forms(word: str) -> tuple[bool, str | None]:
     return True, None  # unknown words (brands, slang) cannot be checked: accept them
 
 
+@lru_cache(maxsize=200_000)
+def _word(surface: str) -> tuple[str, frozenset]:
+    norm = fold(surface)
+    return norm, normal_forms(norm)
+
+
 def tokenize(text: str) -> list[Token]:
     """Split an utterance into tokens with normal forms and clause numbers."""
     tokens: list[Token] = []
     clause = 0
     pos = 0
+    search = _BREAK_RE.search
+    new = tuple.__new__
     for m in _TOKEN_RE.finditer(text):
-        if _BREAK_RE.search(text, pos, m.start()):
-            clause += 1
+        start, end = m.span()
+        if start - pos > 1 or (start > pos and text[pos] != " "):
+            if search(text, pos, start):
+                clause += 1
         surface = m.group(0)
-        norm = fold(surface)
-        tokens.append(Token(surface, norm, normal_forms(norm), m.start(), m.end(), clause))
-        pos = m.end()
+        norm, forms = _word(surface)
+        tokens.append(new(Token, (surface, norm, forms, start, end, clause)))
+        pos = end
     return tokens
 
 

@@ -32,6 +32,32 @@ class RuleSet:
     plan: tuple
     rules: Mapping[str, Rule] = field(default_factory=dict)
     files: tuple = ()
+    vocabulary: frozenset | None = None
+    prefixes: tuple = ()
+    word_cache: dict = field(default_factory=dict, compare=False, repr=False)
+
+
+def _terms(rule: Rule):
+    stack = list(rule.any + rule.all + rule.none)
+    while stack:
+        term = stack.pop()
+        yield term
+        stack.extend(term.children)
+
+
+def vocabulary_of(rules) -> tuple[frozenset, tuple]:
+    """Every normal form / exact word and every `word*` prefix the rules look up (the matcher indexes only these)."""
+    vocab, prefixes = set(), set()
+    for rule in rules:
+        for term in _terms(rule):
+            vocab.update(term.lemmas)
+            prefixes.update(term.prefixes)
+            for _text, words in term.phrases:
+                for forms, prefix in words:
+                    vocab.update(forms or ())
+                    if prefix is not None:
+                        prefixes.add(prefix)
+    return frozenset(vocab), tuple(sorted(prefixes))
 
 
 def rule_files(path: Path) -> tuple[list[Path], Path]:
@@ -238,8 +264,10 @@ def _build(rules_dir: Path, *, strict: bool = False, run_examples: bool = True):
     b.check_refs()
     groups = b.build_groups()
     plan = b.plan({g.id: g for g in groups})
+    vocab, prefixes = vocabulary_of(b.rules.values())
     ruleset = RuleSet(version=version_of(files, base), groups=tuple(groups), scripts=tuple(b.scripts), plan=plan,
-                      rules=MappingProxyType(dict(b.rules)), files=tuple(f.relative_to(base).as_posix() for f in files))
+                      rules=MappingProxyType(dict(b.rules)), files=tuple(f.relative_to(base).as_posix() for f in files),
+                      vocabulary=vocab, prefixes=prefixes)
     problems = b.problems
     if run_examples and not any(p.severity == "error" for p in problems):
         from service.rule_examples import check_examples
