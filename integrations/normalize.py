@@ -55,11 +55,11 @@ def from_unix(value: object) -> datetime | None:
         return None
     try:
         ts = float(value)
-    except (TypeError, ValueError):
+        if ts > 1e11:  # milliseconds
+            ts /= 1000.0
+        return datetime.fromtimestamp(ts, tz=timezone.utc)
+    except (TypeError, ValueError, OverflowError, OSError):
         return None
-    if ts > 1e11:  # milliseconds
-        ts /= 1000.0
-    return datetime.fromtimestamp(ts, tz=timezone.utc)
 
 
 def from_local(value: object, tz_name: str) -> datetime | None:
@@ -101,5 +101,5 @@ def to_int(value: object) -> int | None:
         return None
     try:
         return int(float(value))
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         return None

@@ -67,10 +67,11 @@ def stage_recording(rt, db, call: dict, tenant: dict, provider: CallTracking) ->
     cid = call["id"]
     if _stage_done(db, cid, "recording"):
         return
-    record = call["record"]
-    wanted = [r for r in record.get("recordings") or [] if r.get("state") not in ("absent", "failed")]
     have = {r["recording_key"] for r in storage.get_recordings(db, cid)}
+    wanted: list[dict] = []
     try:
+        record = _enrich(db, call, provider)
+        wanted = [r for r in record.get("recordings") or [] if r.get("state") not in ("absent", "failed")]
         if not wanted:
             if record.get("status") in ("answered", "unknown") and provider.expects_recording(record):
                 raise TransientError("recording not announced yet")
@@ -83,6 +84,10 @@ def stage_recording(rt, db, call: dict, tenant: dict, provider: CallTracking) ->
     except TransientError as err:
         stage = storage.get_stages(db, cid).get("recording", {})
         attempt = (stage.get("attempts") or 0) + 1
+        if _age_h(call) >= rt.settings["RECORDING_RETRY_H"] and not wanted:
+            storage.save_stage(db, cid, "recording", "skipped", error=str(err), bump=True, detail={
+                "reason": f"no recording arrived within {rt.settings['RECORDING_RETRY_H']:g} h"})
+            return
         if _age_h(call) >= rt.settings["RECORDING_RETRY_H"]:
             msg = f"recording not available after {rt.settings['RECORDING_RETRY_H']:g} h: {err}"
             storage.save_stage(db, cid, "recording", "failed", error=msg, bump=True)
@@ -93,6 +98,18 @@ def stage_recording(rt, db, call: dict, tenant: dict, provider: CallTracking) ->
         storage.save_stage(db, cid, "recording", "failed", error=str(err), bump=True)
         raise
     storage.save_stage(db, cid, "recording", "done", detail={"count": len(wanted)})
+
+
+def _enrich(db, call: dict, provider: CallTracking) -> dict:
+    """Let the provider API complete the record (attribution, late recordings) before downloading."""
+    from service.record import apply_update
+    update = provider.enrich(call["record"])
+    if update is None:
+        return call["record"]
+    record = apply_update(call["record"], update, signature_verified=None)
+    storage.upsert_call(db, call["call_key"], record)
+    call["record"] = record
+    return record
 
 
 def _download_one(rt, db, call, tenant, provider, rec: dict, key: str) -> None:

@@ -45,6 +45,8 @@ def _merge_recordings(old: list[dict], new: list[dict]) -> list[dict]:
         if key in by_key:
             merged = by_key[key]
             for k, v in rec.items():
+                if k == "state" and v == "pending" and merged.get("state") in ("available", "absent"):
+                    continue  # a late "pending" never undoes a known outcome
                 if v not in (None, "", [], {}):
                     merged[k] = v
         else:

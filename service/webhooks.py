@@ -30,8 +30,9 @@ def _reply(r: WebhookReply) -> Response:
 
 
 @bp.route("/<provider>/<tenant>/<secret>", methods=["GET", "POST"])
-def receive(provider: str, tenant: str, secret: str) -> Response:
-    """Take one provider webhook; nothing slow happens here."""
+@bp.route("/<provider>/<tenant>/<secret>/<path:subpath>", methods=["GET", "POST"])
+def receive(provider: str, tenant: str, secret: str, subpath: str = "") -> Response:
+    """Take one provider webhook; nothing slow happens here (Mango appends /events/<kind>)."""
     runtime = current_app.extensions["calltag"]["runtime"]
     if provider not in REGISTRY["calltracking"]:
         return _json(404, {"error": "unknown provider"})
