@@ -125,7 +125,7 @@ class Twilio(CallTracking):
 
     def _status_update(self, call_sid: str, status: str, p: Mapping[str, str]) -> CallUpdate:
         direction_raw = (p.get("Direction") or "").lower()
-        fields: dict[str, Any] = {"status_raw": status}
+        fields: dict[str, Any] = {}
         if direction_raw == "inbound":
             fields["direction"] = "inbound"
             client_raw, tracking_raw = p.get("From"), p.get("To")
@@ -150,6 +150,7 @@ class Twilio(CallTracking):
         if status not in _FINAL_CALL_STATUS:  # queued, initiated, ringing
             return CallUpdate(call_sid, "call_started", fields, event_id=event_id)
         duration = to_int(p.get("CallDuration")) or 0
+        fields["status_raw"] = status  # only the final status: intermediate ones may arrive after it
         fields["ended_at"] = iso(ts)
         fields["started_at"] = iso(ts - timedelta(seconds=duration)) if ts else None
         fields["total_seconds"] = duration

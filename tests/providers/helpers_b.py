@@ -1,11 +1,4 @@
-"""Test helpers for the Sipuni, Roistat, Binotel, Twilio and CallRail adapter tests.
-
-``build_app`` builds the real app with ``app_factory(config=..., QUEUE_IMMEDIATE=False)``. While the
-core is still being written (no ``service.jobs`` module or no rule files yet) ``create_app`` cannot
-start; then, and only then, it falls back to a minimal Flask app that mounts the *real* webhook
-blueprint, the real storage and a real SqliteHuey queue file that nobody consumes. Delete the
-fallback once ``create_app`` always starts in tests.
-"""
+"""Test helpers for the Sipuni, Roistat, Binotel, Twilio and CallRail adapter tests."""
 from __future__ import annotations
 
 import base64
@@ -14,62 +7,25 @@ import hmac
 import json
 import random
 import urllib.parse
-import warnings
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any, Callable, Iterable
 
 from service import storage
 
 REPO = Path(__file__).resolve().parents[2]
-SHARED_FIXTURES = Path("/work/shared/fixtures/providers")
 LOCAL_FIXTURES = REPO / "tests" / "fixtures" / "providers"
 
 
 # -- app -----------------------------------------------------------------------------------------
 
-def build_app(app_factory, config: dict[str, Any], data_dir: Path):
-    """The real app (queue not consumed), or the documented fallback while the core is incomplete."""
-    try:
+def build_app(app_factory, config: dict[str, Any], data_dir: Path | None = None):
+    """The real app with a SqliteHuey queue nobody consumes: calls stop at state "queued".
+
+    ``data_dir`` is accepted for tests that build several apps; app_factory owns the data dir.
+    """
+    if data_dir is None:
         return app_factory(config=config, QUEUE_IMMEDIATE=False)
-    except Exception as err:  # noqa: BLE001 - narrowed right below
-        if not _core_incomplete(err):
-            raise
-        warnings.warn(f"create_app unavailable ({type(err).__name__}: {err}); using the webhook-only app")
-        return _webhook_only_app(config, data_dir)
-
-
-def _core_incomplete(err: BaseException) -> bool:
-    if isinstance(err, ModuleNotFoundError) and (err.name or "").startswith("service."):
-        return True
-    return type(err).__name__ == "RuleSetError"
-
-
-def _webhook_only_app(config: dict[str, Any], data_dir: Path):
-    from flask import Flask
-
-    from service import webhooks
-    from service.config import validate_config
-    from service.queue import JobQueue, build_queue
-    from service.settings import load_settings
-
-    settings = load_settings({}, {"DATA_DIR": data_dir, "QUEUE_IMMEDIATE": False})
-    conf = validate_config(dict(config))
-    local: dict[str, Any] = {}
-
-    def db():
-        if "db" not in local:
-            local["db"] = storage.open_db(data_dir / "calltag.db")
-        return local["db"]
-
-    runtime = SimpleNamespace(settings=settings, config=conf, db=db,
-                              tenant=lambda name: conf["tenants"].get(name),
-                              queue=JobQueue(build_queue(settings), lambda call_id: None, lambda: None))
-    app = Flask("calltag-test")
-    app.config.update(TESTING=True, MAX_CONTENT_LENGTH=settings["MAX_BODY_BYTES"])
-    app.extensions["calltag"] = {"settings": settings, "config": conf, "runtime": runtime}
-    app.register_blueprint(webhooks.bp)
-    return app
+    return app_factory(config=config, QUEUE_IMMEDIATE=False, DATA_DIR=Path(data_dir))
 
 
 def app_db(app):

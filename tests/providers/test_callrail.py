@@ -8,7 +8,7 @@ import json
 import pytest
 import responses
 
-from conftest import make_config, webhook_url
+from support import make_config, webhook_url
 from helpers_b import (assert_never_500, build_app, callrail_signature, comparable, counts, fuzz_bodies, load_fixture,
                        stored)
 from integrations.base import AuthError, NotConfiguredError, PermanentError, TransientError

@@ -7,7 +7,7 @@ import urllib.parse
 import pytest
 import responses
 
-from conftest import make_config, webhook_url
+from support import make_config, webhook_url
 from helpers_b import assert_never_500, build_app, comparable, counts, form_body, fuzz_bodies, load_fixture, stored
 from integrations.base import AuthError, PermanentError, TransientError
 from integrations.calltracking.sipuni import Sipuni

@@ -6,7 +6,7 @@ import urllib.parse
 import pytest
 import responses
 
-from conftest import TEST_SECRET, make_config, webhook_url
+from support import TEST_SECRET, make_config, webhook_url
 from helpers_b import (assert_never_500, build_app, comparable, counts, form_body, fuzz_bodies, load_fixture,
                        stored, twilio_signature)
 from integrations.base import InvalidSignatureError, PermanentError, TransientError
