@@ -147,13 +147,13 @@ def phrase_hits(term: Term, ctx: Context) -> list[Hit]:
     """Hits of a phrases term (consecutive words inside one utterance, `max_gap` words allowed)."""
     ok = ctx.allowed(term.speaker, term.within)
     hits = set()
-    for _text, words in term.phrases:
-        positions = []
-        for w in words:
-            ps = ctx.positions(*w)
+    for _text, words, order in term.phrases:
+        positions = [None] * len(words)
+        for i in order:
+            ps = ctx.positions(*words[i])
             if not ps:
                 break
-            positions.append(ps)
+            positions[i] = ps
         else:
             n = len(words)
             k = min(range(n), key=lambda i: len(positions[i]))

@@ -46,7 +46,7 @@ class Term:
     op: str
     lemmas: frozenset = frozenset()
     prefixes: tuple = ()
-    phrases: tuple = ()          # ((text, ((forms|None, prefix|None), ...)), ...)
+    phrases: tuple = ()          # ((text, ((forms|None, prefix|None), ...), check order), ...)
     tags: tuple = ()
     children: tuple = ()
     speaker: str = "any"
@@ -199,7 +199,9 @@ def compile_term(raw: dict, path, inherit: dict, report: Report, deps: set) -> T
             if not wl:
                 report(path + ("phrases", i), "R112", {"phrase": text})
                 continue
-            compiled.append((text, tuple(wl)))
+            # check the most specific (longest) word first: a missing rare word rejects the phrase fast
+            order = tuple(sorted(range(len(wl)), key=lambda i: -max(map(len, wl[i][0])) if wl[i][0] else -len(wl[i][1])))
+            compiled.append((text, tuple(wl), order))
         kw["phrases"] = tuple(compiled)
     elif op == "tags":
         kw["tags"] = tuple(raw["tags"])

@@ -52,7 +52,7 @@ def vocabulary_of(rules) -> tuple[frozenset, tuple]:
         for term in _terms(rule):
             vocab.update(term.lemmas)
             prefixes.update(term.prefixes)
-            for _text, words in term.phrases:
+            for _text, words, _order in term.phrases:
                 for forms, prefix in words:
                     vocab.update(forms or ())
                     if prefix is not None:

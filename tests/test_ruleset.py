@@ -110,3 +110,20 @@ def test_format_report_summary_plurals():
     assert text.endswith("2 ошибки, 1 предупреждение в 2 файлах. Правила НЕ загружены.")
     assert format_report(probs, lang="en", running_version="abc").endswith(
         "2 errors, 1 warning in 2 files. Rules NOT loaded. Still running rules version abc.")
+
+
+def _schema_keys():
+    from service.ruleset_schema import schema
+
+    keys = set()
+    for d in schema()["$defs"].values():
+        keys.update(d.get("properties", {}))
+    return keys
+
+
+def test_every_schema_key_is_documented_in_rules_readme():
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parent.parent / "rules" / "README.md").read_text(encoding="utf-8")
+    missing = [k for k in sorted(_schema_keys()) if f"`{k}`" not in readme]
+    assert missing == []
