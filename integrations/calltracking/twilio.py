@@ -14,7 +14,10 @@ import urllib.parse
 from datetime import timedelta
 from typing import Any, Mapping
 
-from integrations.base import InvalidSignatureError, PayloadError, PermanentError, Setting, TransientError, request
+import requests
+
+from integrations.base import (InvalidSignatureError, PayloadError, PermanentError, Setting, TransientError,
+                               check_response, request)
 from integrations.calltracking.base import (CallTracking, CallUpdate, WebhookReply, WebhookRequest, body_sha256,
                                             secure_equals)
 from integrations.normalize import from_rfc2822, iso, to_e164, to_int
@@ -272,11 +275,25 @@ class Twilio(CallTracking):
         fmt = str(recording.get("format") or self.config.get("recording_format") or "mp3").lstrip(".")
         if not url.lower().endswith((".mp3", ".wav")):
             url = f"{url}.{fmt}"
-        kwargs: dict[str, Any] = {}
-        if self.config.get("media_basic_auth"):
-            # ❓ providers.md §5.8: media needs Basic auth only when "enforce HTTP auth on media" is on.
-            kwargs["auth"] = auth
-        return url, kwargs
+        if not self.config.get("media_basic_auth"):
+            return url, {}
+        # ❓ providers.md §5.8: media needs Basic auth only when "enforce HTTP auth on media" is on.
+        # Ask once without following redirects: a redirect to a signed media URL is returned bare, so
+        # the Account SID/Auth Token never travel to the media host when the download follows it.
+        try:
+            resp = self.http.get(url, auth=auth, allow_redirects=False, stream=True)
+        except (requests.Timeout, requests.ConnectionError) as err:
+            raise TransientError(f"twilio recording: {type(err).__name__}") from err
+        except requests.RequestException as err:
+            raise PermanentError(f"twilio recording: {type(err).__name__}") from err
+        with resp:
+            if resp.status_code == 404:
+                raise TransientError("twilio recording: HTTP 404 (not ready)", retry_after_s=60)
+            check_response(resp, "twilio recording")
+            location = resp.headers.get("Location")
+            if resp.is_redirect and location:
+                return urllib.parse.urljoin(url, location), {}
+        return url, {"auth": auth}
 
     def _recording_api_url(self, sid: str) -> str:
         return f"{str(self.config['api_base']).rstrip('/')}/2010-04-01/Accounts/{self.config['account_sid']}/Recordings/{sid}"

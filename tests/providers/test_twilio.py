@@ -214,15 +214,22 @@ def test_unsigned_garbage_and_missing_fields(app, client):
     assert counts(app) == (0, 0)
 
 
-def test_resolve_recording_direct_with_basic_auth():
+def test_resolve_recording_direct_with_basic_auth(mocked_http):
     adapter = Twilio(PROVIDER, tenant={})
-    rec = {"provider_recording_id": REC, "state": "available", "url": f"https://api.twilio.com/x/Recordings/{REC}",
-           "format": "mp3"}
-    url, kwargs = adapter.resolve_recording({}, rec)
-    assert url == f"https://api.twilio.com/x/Recordings/{REC}.mp3"
-    assert kwargs == {"auth": (ACCOUNT, TOKEN)}
-    url, _ = Twilio(dict(PROVIDER, recording_format="wav"), tenant={}).resolve_recording({}, dict(rec, format=None))
-    assert url.endswith(".wav")
+    media = f"https://api.twilio.com/x/Recordings/{REC}"
+    rec = {"provider_recording_id": REC, "state": "available", "url": media, "format": "mp3"}
+    mocked_http.add(responses.GET, media + ".mp3", body=b"ID3", content_type="audio/mpeg")
+    assert adapter.resolve_recording({}, rec) == (media + ".mp3", {"auth": (ACCOUNT, TOKEN)})
+    # a redirect to a signed media URL is handed over without our credentials
+    mocked_http.replace(responses.GET, media + ".mp3", status=302,
+                        headers={"Location": "https://media.example.com/RE77.mp3?Signature=abc"})
+    assert adapter.resolve_recording({}, rec) == ("https://media.example.com/RE77.mp3?Signature=abc", {})
+    mocked_http.replace(responses.GET, media + ".mp3", status=404)
+    with pytest.raises(TransientError):
+        adapter.resolve_recording({}, rec)
+    url, kwargs = Twilio(dict(PROVIDER, recording_format="wav", media_basic_auth=False),
+                         tenant={}).resolve_recording({}, dict(rec, format=None))
+    assert url == media + ".wav" and kwargs == {}
 
 
 def test_resolve_recording_not_ready_twice_then_ready(mocked_http):
@@ -231,6 +238,7 @@ def test_resolve_recording_not_ready_twice_then_ready(mocked_http):
     mocked_http.add(responses.GET, api + ".json", json={"sid": REC, "status": "processing"})
     mocked_http.add(responses.GET, api + ".json", json={"sid": REC, "status": "processing"})
     mocked_http.add(responses.GET, api + ".json", json={"sid": REC, "status": "completed"})
+    mocked_http.add(responses.GET, api + ".mp3", body=b"ID3", content_type="audio/mpeg")
     rec = {"provider_recording_id": REC, "state": "pending", "url": None, "format": "mp3"}
     for _ in range(2):
         with pytest.raises(TransientError):
