@@ -106,3 +106,44 @@ def test_repeat_call_uses_history(rs):
     call = {"status": "answered", "talk_seconds": 60, "client_phone": "+79001234567"}
     assert "repeat_call" in analyse(rs, [], call, history=lambda phone, days: 2 if days == 7 else 0)["groups"]["flag"]
     assert "repeat_call" not in analyse(rs, [], call, history=lambda phone, days: 0)["groups"]["flag"]
+
+
+OTHER_BUSINESSES = [
+    # (lines, expected groups subset, expected passed checkpoints subset)
+    (["o:Оконная компания «Тёплый дом», добрый день, чем могу помочь?",
+      "c:Здравствуйте, сколько будут стоить пластиковые окна в двушку?", "o:Какой у вас дом, панельный? Сколько окон?",
+      "c:Панельный, три окна", "o:Ориентировочно от сорока пяти тысяч, точнее скажет замерщик.",
+      "c:Мне нужно подумать, я вам перезвоню", "o:Хорошо, будем ждать. Всего доброго"],
+     {"purpose": "purpose_consultation", "result": "result_callback", "topic": ["topic_price"]},
+     {"greeting", "asked_help", "needs", "presentation", "closing"}),
+    (["o:Пиццерия «Мама Роза», здравствуйте",
+      "c:Здравствуйте, я заказывал пиццу час назад, её привезли холодную и курьер нахамил",
+      "o:Приносим извинения, подскажите номер заказа", "c:5521. Это просто ужас, больше у вас заказывать не буду",
+      "o:Мы вернём деньги за заказ, менеджер свяжется с вами сегодня", "c:Ладно"],
+     {"purpose": "purpose_complaint", "result": "result_callback", "tone": "tone_negative"}, {"greeting"}),
+    (["o:Салон красоты «Лилия», здравствуйте, слушаю вас", "c:Добрый день, хочу записаться на стрижку на завтра",
+      "o:На какое время вам удобно?", "c:После шести вечера",
+      "o:Есть окно в 18:30 к мастеру Ольге, стоимость тысяча двести рублей. Записываю?", "c:Да, записывайте",
+      "o:Записала. Как вы о нас узнали?", "c:Подружка порекомендовала", "o:Ждём вас завтра, до свидания"],
+     {"purpose": "purpose_order", "result": "result_success", "source": ["source_referral"]},
+     {"greeting", "asked_help", "presentation", "asked_source", "closing"}),
+    (["o:Автошкола «Старт», добрый день", "c:Сколько стоит обучение на категорию Б?",
+      "o:Пятьдесят две тысячи, можно в рассрочку", "c:Дороговато. Нет, спасибо, не потяну"],
+     {"purpose": "purpose_consultation", "result": "result_refusal", "reason": ["reason_price"]},
+     {"greeting", "presentation"}),
+    (["o:Компания «Стройсервис», здравствуйте",
+      "c:Здравствуйте, мы поставщик стройматериалов, хотим предложить сотрудничество",
+      "o:Нам это не интересно, спасибо", "c:Понятно, до свидания"],
+     {"purpose": "purpose_other", "result": "result_refusal", "reason": ["reason_not_target"]}, {"greeting"}),
+]
+
+
+@pytest.mark.parametrize("lines,groups,checkpoints", OTHER_BUSINESSES)
+def test_default_rules_on_calls_from_other_businesses(rs, lines, groups, checkpoints):
+    from service.models import Utterance as U
+
+    utts = [U({"o": "operator", "c": "client"}[line[0]], i * 5.0, i * 5.0 + 4, line[2:]) for i, line in enumerate(lines)]
+    res = analyse(rs, utts, {"status": "answered", "talk_seconds": len(lines) * 5, "direction": "inbound"})
+    for group, value in groups.items():
+        assert res["groups"][group] == value, group
+    assert checkpoints <= {k for k, v in res["checkpoints"].items() if v}
