@@ -21,6 +21,7 @@ from integrations.calltracking.base import CallTracking, CallUpdate, WebhookRepl
 from integrations.normalize import from_unix, iso, to_e164, to_int
 
 SUCCESS = json.dumps({"status": "success"})
+MAX_SECONDS = 7 * 86400  # longer "durations" are corrupt data, and would overflow date arithmetic
 _KEY_RE = re.compile(r"^([^\[\]]+)((?:\[[^\[\]]*\])*)$")
 _MAX_DEPTH = 6
 _WITH_AUDIO = ("ANSWER", "VM-SUCCESS", "SUCCESS")
@@ -73,13 +74,19 @@ class Binotel(CallTracking):
         call_id = details.get("generalCallID")
         if not isinstance(call_id, str) or not call_id.strip() or len(call_id) > 64:
             problems.append("callDetails[generalCallID]: required")
-        started = from_unix(details.get("startTime")) if isinstance(details.get("startTime"), str) else None
+        try:
+            started = from_unix(details.get("startTime")) if isinstance(details.get("startTime"), str) else None
+            if started is not None:
+                started + timedelta(seconds=2 * MAX_SECONDS)  # representable with any duration added
+        except (OverflowError, ValueError, OSError):
+            started = None
         if started is None:
             problems.append("callDetails[startTime]: unix seconds required")
         for key in ("waitsec", "billsec"):
             val = details.get(key)
-            if val not in (None, "") and (not isinstance(val, str) or to_int(val) is None or to_int(val) < 0):
-                problems.append(f"callDetails[{key}]: seconds >= 0 expected")
+            if val not in (None, "") and (not isinstance(val, str) or to_int(val) is None
+                                          or not 0 <= to_int(val) <= MAX_SECONDS):
+                problems.append(f"callDetails[{key}]: seconds between 0 and {MAX_SECONDS} expected")
         if problems:
             raise PayloadError("binotel: invalid call", problems, status=422)
         call_id = call_id.strip()

@@ -28,6 +28,7 @@ _ATTRIBUTION = (("utm_source", "source"), ("utm_medium", "medium"), ("utm_campai
 _FALLBACK = {"source": "source", "medium": "medium", "campaign": "campaign"}  # CallRail's own names
 _EXTRA = ("source_name", "msclkid", "referrer_domain", "customer_city", "customer_state", "customer_country",
           "first_call", "lead_status", "value", "call_type")
+MAX_SECONDS = 7 * 86400  # longer "durations" are corrupt data, and would overflow date arithmetic
 _HASHES = {"sha1": hashlib.sha1, "sha256": hashlib.sha256}
 
 
@@ -88,12 +89,13 @@ class CallRail(CallTracking):
                 problems.append(f"{key}: string expected")
         for key in ("duration", "recording_duration"):
             val = data.get(key)
-            if val not in (None, "") and (isinstance(val, bool) or to_int(val) is None or to_int(val) < 0):
-                problems.append(f"{key}: seconds >= 0 expected")
+            if val not in (None, "") and (isinstance(val, bool) or to_int(val) is None
+                                          or not 0 <= to_int(val) <= MAX_SECONDS):
+                problems.append(f"{key}: seconds between 0 and {MAX_SECONDS} expected")
         for key in ("answered", "voicemail"):
             if data.get(key) is not None and not isinstance(data[key], bool):
                 problems.append(f"{key}: true or false expected")
-        started = from_local(data.get("start_time"), self.timezone) if isinstance(data.get("start_time"), str) else None
+        started = _safe_local(data.get("start_time"), self.timezone) if isinstance(data.get("start_time"), str) else None
         if data.get("start_time") and started is None:
             problems.append("start_time: ISO 8601 date-time expected")
         if problems:
@@ -130,7 +132,10 @@ class CallRail(CallTracking):
         fields.update(status=status, status_raw=str(data.get("call_type") or "") or None, total_seconds=duration,
                       talk_seconds=duration if status in ("answered", "unknown") else 0)
         if started:
-            fields["ended_at"] = iso(started + timedelta(seconds=duration))
+            try:
+                fields["ended_at"] = iso(started + timedelta(seconds=duration))
+            except OverflowError:
+                pass
         recordings = self._recordings(call_id, data, status)
         kind = "recording_ready" if data.get("recording") and req.query.get("event") == "modified" else "call_finished"
         # No delivery id: post-call and each call-modified differ in body, so the body hash keys them.
@@ -238,3 +243,11 @@ class CallRail(CallTracking):
         if not isinstance(link, str) or not link.startswith("https://"):
             raise TransientError("callrail recording: no URL yet")
         return link, {}
+
+
+def _safe_local(value: Any, tz_name: str):
+    """from_local, but a date at the edge of the calendar is 'unparseable', not an OverflowError."""
+    try:
+        return from_local(value, tz_name)
+    except (OverflowError, ValueError):
+        return None

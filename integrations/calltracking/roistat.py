@@ -24,6 +24,7 @@ _ATTRIBUTION = {"utm_source": "source", "utm_medium": "medium", "utm_campaign": 
                 "visit_id": "session_id"}
 _EXTRA = ("first_visit", "source_level_1", "source_level_2", "roistat_param_1", "roistat_param_2",
           "roistat_param_3", "roistat_param_4", "roistat_param_5", "city", "country")
+MAX_SECONDS = 7 * 86400  # longer "durations" are corrupt data, and would overflow date arithmetic
 _AFTER_CALL_KEYS = ("status", "duration", "link", "file_id")
 _CRM_KEY = {"amocrm": "amocrm_lead_id", "kommo": "amocrm_lead_id", "bitrix24": "bitrix24_deal_id"}
 
@@ -49,8 +50,9 @@ class Roistat(CallTracking):
             if data.get(key) is not None and (isinstance(data[key], bool) or not isinstance(data[key], (str, int))):
                 problems.append(f"{key}: string expected")
         duration = data.get("duration")
-        if duration not in (None, "") and (isinstance(duration, bool) or to_int(duration) is None or to_int(duration) < 0):
-            problems.append("duration: seconds >= 0 expected")
+        if duration not in (None, "") and (isinstance(duration, bool) or to_int(duration) is None
+                                           or not 0 <= to_int(duration) <= MAX_SECONDS):
+            problems.append(f"duration: seconds between 0 and {MAX_SECONDS} expected")
         if problems:
             raise PayloadError("roistat: invalid call webhook", problems, status=422)
         call_id = str(call_id).strip()
@@ -62,7 +64,10 @@ class Roistat(CallTracking):
         if data.get("callee") not in (None, ""):
             fields["tracking_number"] = to_e164(data["callee"], self.region)
         # ❓ providers.md §4.5: `date` is naive; read in the tenant's time zone.
-        started = from_local(data.get("date"), self.timezone)
+        try:
+            started = from_local(data.get("date"), self.timezone)
+        except (OverflowError, ValueError):
+            started = None  # a date at the edge of the calendar
         if started:
             fields["started_at"] = iso(started)
         fields["attribution"] = self._attribution(data)

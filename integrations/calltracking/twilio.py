@@ -27,6 +27,7 @@ _FINAL_CALL_STATUS = {"completed": None, "busy": "busy", "no-answer": "missed", 
                       "failed": "failed"}
 _DIAL_STATUS = {"completed": "answered", "answered": "answered", "busy": "busy", "no-answer": "missed",
                 "canceled": "missed", "failed": "failed"}
+MAX_SECONDS = 7 * 86400  # longer "durations" are corrupt data, and would overflow date arithmetic
 _RECORDING_STATE = {"completed": "available", "absent": "absent", "failed": "failed", "in-progress": "pending"}
 
 
@@ -153,9 +154,14 @@ class Twilio(CallTracking):
         if status not in _FINAL_CALL_STATUS:  # queued, initiated, ringing
             return CallUpdate(call_sid, "call_started", fields, event_id=event_id)
         duration = to_int(p.get("CallDuration")) or 0
+        if not 0 <= duration <= MAX_SECONDS:
+            raise PayloadError("twilio: CallDuration out of range", [f"CallDuration: 0..{MAX_SECONDS}"], status=422)
         fields["status_raw"] = status  # only the final status: intermediate ones may arrive after it
         fields["ended_at"] = iso(ts)
-        fields["started_at"] = iso(ts - timedelta(seconds=duration)) if ts else None
+        try:
+            fields["started_at"] = iso(ts - timedelta(seconds=duration)) if ts else None
+        except OverflowError:
+            fields["started_at"] = None
         fields["total_seconds"] = duration
         mapped = _FINAL_CALL_STATUS[status]
         if mapped is None:  # completed: only says the call ended
@@ -168,6 +174,7 @@ class Twilio(CallTracking):
                 mapped = "unknown"  # an answered/in-progress event (any order) upgrades it
             # ❓ CallDuration includes IVR and ringing; DialCallDuration (from a <Dial action>) is the talk.
             talk = to_int(p.get("DialCallDuration"))
+            talk = talk if talk is not None and 0 <= talk <= MAX_SECONDS else None
             fields["talk_seconds"] = talk if talk is not None else duration
         else:
             fields["talk_seconds"] = 0

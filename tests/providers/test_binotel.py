@@ -177,7 +177,7 @@ def test_ip_allow_list(app_factory, data_dir):
 @pytest.mark.parametrize("body,status", [
     (b"requestType=apiCallCompleted", 422), (b"callDetails[generalCallID]=1", 422), (b"\xff\xfe=1", 400),
     (variant(generalCallID=None), 422), (variant(startTime="yesterday"), 422), (variant(billsec="-1"), 422),
-    (variant(**{"generalCallID][x": "1"}), 422), (BODY[:40].encode(), 422),
+    (variant(**{"generalCallID][x": "1"}), 422), (BODY[:40].encode(), 422), (variant(waitsec="1" + "0" * 30), 422),
 ])
 def test_malformed_bodies_are_4xx(app, client, body, status):
     assert post(client, body).status_code == status

@@ -188,6 +188,7 @@ def test_duplicate_is_acknowledged_once(app, client):
     (b"{", 400), (POST_CALL[:100], 400), (b"[]", 422), (variant(resource_id=...), 422), (variant(resource_id=5), 422),
     (variant(duration="x"), 422), (variant(answered="yes"), 422), (variant(start_time="yesterday"), 422),
     (variant(recording="http://evil.example/x.mp3"), 422), (variant(customer_phone_number=["1"]), 422),
+    (variant(duration=10 ** 30), 422), (variant(start_time="0001-01-01T00:00:00+05:00"), 422),
 ])
 def test_malformed_signed_bodies_are_4xx(app, client, body, status):
     assert post(client, body).status_code == status

@@ -211,6 +211,7 @@ def test_duplicate_delivery_is_acknowledged_once(app, client):
 def test_unsigned_garbage_and_missing_fields(app, client):
     resp = post(client, {"AccountSid": ACCOUNT, "CallStatus": "completed"})
     assert resp.status_code == 422
+    assert post(client, dict(STATUS, CallDuration="1" + "0" * 30)).status_code == 422
     assert counts(app) == (0, 0)
 
 
