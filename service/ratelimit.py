@@ -19,6 +19,7 @@ from integrations.base import TransientError
 _TABLES = ("CREATE TABLE IF NOT EXISTS crm_rate (key TEXT PRIMARY KEY, tokens REAL, updated REAL,"
            " blocked_until REAL DEFAULT 0)",
            "CREATE TABLE IF NOT EXISTS crm_locks (key TEXT PRIMARY KEY, owner TEXT, expires_at REAL)")
+_EPS = 1e-6   # float slack so a sleep of exactly the computed wait always succeeds
 _conn_locks: dict[int, threading.RLock] = {}
 _conn_locks_guard = threading.Lock()
 
@@ -70,10 +71,10 @@ class RateLimiter:
                                   [self.key]).fetchone()
             tokens, updated, blocked = (row if row else (self.burst, now, 0.0))
             tokens = min(self.burst, tokens + max(0.0, now - updated) * self.rate)
-            if blocked and now < blocked:
+            if blocked and now < blocked - _EPS:
                 wait = blocked - now
-            elif tokens >= 1.0:
-                tokens -= 1.0
+            elif tokens >= 1.0 - _EPS:
+                tokens = max(0.0, tokens - 1.0)
                 wait = 0.0
             else:
                 wait = (1.0 - tokens) / self.rate
