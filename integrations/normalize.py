@@ -75,9 +75,12 @@ def from_local(value: object, tz_name: str) -> datetime | None:
             continue
     else:
         return None
-    if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=ZoneInfo(tz_name))
-    return dt.astimezone(timezone.utc)
+    try:
+        if dt.tzinfo is None:
+            dt = dt.replace(tzinfo=ZoneInfo(tz_name))
+        return dt.astimezone(timezone.utc)
+    except (OverflowError, ValueError):
+        return None
 
 
 def from_rfc2822(value: object) -> datetime | None:

@@ -84,12 +84,24 @@ def download(session: requests.Session, url: str, dest_dir: Path, *, allow_hosts
         except requests.RequestException as err:
             raise PermanentError(f"recording download: {type(err).__name__}") from err
         if resp.is_redirect and resp.headers.get("Location"):
-            url = urljoin(url, resp.headers["Location"])
+            target = urljoin(url, resp.headers["Location"])
+            if urlsplit(target).netloc != urlsplit(url).netloc:
+                kwargs = _without_credentials(kwargs)  # never hand a provider's credentials to another host
+            url = target
             resp.close()
             continue
         with resp:
             return _save(resp, dest_dir, max_bytes)
     raise PermanentError("recording download: too many redirects")
+
+
+def _without_credentials(kwargs: dict[str, Any]) -> dict[str, Any]:
+    out = {k: v for k, v in kwargs.items() if k not in ("auth", "params", "cookies")}
+    headers = {k: v for k, v in (kwargs.get("headers") or {}).items()
+               if k.lower() not in ("authorization", "api-key", "x-api-key", "cookie")}
+    if headers:
+        out["headers"] = headers
+    return out
 
 
 def _save(resp: requests.Response, dest_dir: Path, max_bytes: int) -> Downloaded:

@@ -96,3 +96,13 @@ def test_check_host_allows_configured_host_and_refuses_other_schemes():
                                         (b"<html>", None), (b"{}", None)])
 def test_sniff_audio(head, mime):
     assert sniff_audio(head) == mime
+
+
+def test_download_redirect_to_another_host_drops_credentials(rsps, tmp_path):
+    rsps.get(URL, status=302, headers={"Location": "https://cdn.example.net/a.mp3"})
+    rsps.get("https://cdn.example.net/a.mp3", body=MP3)
+    download(http_session(), URL, tmp_path, request_kwargs={"auth": ("sid", "token"),
+                                                            "headers": {"Authorization": "Token x", "Accept": "audio/*"}})
+    first, second = rsps.calls[0].request, rsps.calls[1].request
+    assert "Authorization" in first.headers
+    assert "Authorization" not in second.headers and second.headers["Accept"] == "audio/*"
