@@ -116,6 +116,7 @@ COMMON_SETTINGS: dict[str, Setting] = {
     "backoff_base_s": Setting(default=1.0, help="Backoff base (full jitter, doubled each attempt)"),
     "backoff_cap_s": Setting(default=60.0, help="Longest backoff sleep; longer waits go back to the queue"),
     "timeout_s": Setting(default=30.0, help="Read timeout per request"),
+    "oauth_state": Setting(secret=True, help="If set, the OAuth callback requires ?state= with this value"),
 }
 
 
