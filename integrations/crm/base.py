@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import random
 import time
 from dataclasses import dataclass, field
@@ -333,7 +334,8 @@ class Crm(Adapter):
     def _log_dry(self, job: CrmJob, action: str, payload: Any) -> None:
         text = json.dumps(payload, ensure_ascii=False, default=str) if payload is not None else ""
         log.info("crm dry run: %s (%d bytes)", action, len(text), extra=self._extra(job, action))
-        log.debug("crm dry run payload %s: %s", action, scrub(text[:4000]), extra=self._extra(job, action))
+        if os.environ.get("CALLTAG_LOG_PII") == "1":   # payloads hold transcripts: PII
+            log.debug("crm dry run payload %s: %s", action, scrub(text[:4000]), extra=self._extra(job, action))
 
     # -- shared decisions ------------------------------------------------------------------------
 

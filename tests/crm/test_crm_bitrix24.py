@@ -309,3 +309,15 @@ def test_b24_retries_exhausted_is_transient(rsps, b24, sleeps):
         expect(rsps, "crm.deal.get", "b24_query_limit.json", status=503)
     with pytest.raises(TransientError):
         b24(max_attempts=2).write_call(deal_job())
+
+
+def test_b24_operation_time_limit_goes_back_to_the_queue_with_reset_time(rsps, b24, sleeps, store):
+    store.cache_set("bitrix24:acme.bitrix24.ru", "field:UF_CRM_CALLTAG_TAGS", True, None)
+    expect(rsps, "crm.deal.get", "b24_deal_get.json")              # operating_reset_at = NOW + 600
+    expect(rsps, "crm.deal.update", json={"error": "OPERATION_TIME_LIMIT", "error_description": "Method is blocked"},
+           status=429)
+    adapter = b24()
+    deal = adapter.fetch_deal("4521")
+    with pytest.raises(TransientError) as err:
+        adapter.write_deal(make_job(), deal, ["Тема: цена"], [], {})
+    assert err.value.retry_after_s == 600 and sleeps == []         # longer than backoff_cap_s: not slept here
