@@ -85,6 +85,8 @@ class AmoCrm(AmoAuthMixin, Crm):
         if code == 401:
             raise TokenRejected(f"{what}: HTTP 401 {data.get('hint') or data.get('detail') or ''}".strip())
         if code == 404:
+            if create:
+                raise PermanentError(f"{what}: HTTP 404 {data.get('detail') or 'not found'}".strip())
             return None
         if code == 429:
             self.limiter.penalize(1.0)
@@ -112,6 +114,8 @@ class AmoCrm(AmoAuthMixin, Crm):
                     contact_id=str(main["id"]) if main else None, raw=lead)
 
     def fetch_deal(self, deal_id: str) -> Deal | None:
+        if not str(deal_id).strip().isdigit():
+            return None
         lead = self._request("GET", f"{self.api}/leads/{int(deal_id)}", "amocrm get lead",
                              params={"with": "contacts"})
         return self._deal(lead) if lead and not lead.get("is_deleted") else None
@@ -282,7 +286,8 @@ class AmoCrm(AmoAuthMixin, Crm):
             return True
         url = f"{self.api}/leads/{int(deal.id)}"
         try:
-            self._request("PATCH", url, "amocrm update lead", json=body)
+            if self._request("PATCH", url, "amocrm update lead", json=body) is None:
+                raise PermanentError(f"amocrm update lead: lead {deal.id} not found")
         except CrmValidationError as err:
             if "tags_to_" not in str(err):
                 raise
@@ -315,6 +320,8 @@ class AmoCrm(AmoAuthMixin, Crm):
     def _post_notes(self, payload: list[dict]) -> str:
         data = self._request("POST", f"{self.api}/leads/notes", "amocrm add notes", create=True, json=payload)
         notes = ((data or {}).get("_embedded") or {}).get("notes") or []
+        if not notes:
+            raise OutcomeUnknownError("amocrm add notes: no note ids in the response")
         return self._notes_receipt({str(n.get("request_id")): n["id"] for n in notes})
 
     @staticmethod

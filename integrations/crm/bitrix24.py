@@ -168,6 +168,8 @@ class Bitrix24(B24AuthMixin, Crm):
                     contact_id=str(item.get("CONTACT_ID") or "") or None, raw=item)
 
     def fetch_deal(self, deal_id: str) -> Deal | None:
+        if not str(deal_id).strip().isdigit():
+            return None
         data = self.call("crm.deal.get", {"id": int(deal_id)})
         return self._deal(data["result"]) if data and data.get("result") else None
 

@@ -396,3 +396,18 @@ def test_amo_kommo_host_is_used_as_is(rsps, amo):
     with pytest.raises(DealNotFoundError):
         amo(kind="kommo", base_url="acme.kommo.com", create_deal="none").write_call(
             make_job(crm={"deal_id": "5"}))
+
+
+def test_amo_non_numeric_deal_hint_is_ignored(rsps, amo):
+    rsps.get(f"{AMO_API}/contacts", status=204, body=b"")
+    with pytest.raises(DealNotFoundError):
+        amo(create_deal="none").write_call(make_job(crm={"deal_id": "abc/../1"}))
+
+
+def test_amo_notes_endpoint_404_is_permanent(rsps, amo):
+    expect_lead_get(rsps)
+    expect_fields(rsps)
+    expect_patch(rsps)
+    expect_notes(rsps, status=404, json={"title": "Not Found", "status": 404, "detail": "Entity not found"})
+    with pytest.raises(PermanentError, match="Entity not found"):
+        amo().write_call(lead_job())
