@@ -106,3 +106,9 @@ def to_int(value: object) -> int | None:
         return int(float(value))
     except (TypeError, ValueError, OverflowError):
         return None
+
+
+def to_count(value: object, upper: int = 10**8) -> int | None:
+    """A non-negative int below `upper` (seconds, counters) from untrusted input, else None."""
+    n = to_int(value)
+    return n if n is not None and 0 <= n < upper else None

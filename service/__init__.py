@@ -13,7 +13,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     :param test_config: setting overrides by name (e.g. {"DATA_DIR": tmp, "QUEUE_IMMEDIATE": True});
         the key "CONFIG_DATA" passes an already-parsed config mapping instead of a file.
     """
-    from service import api, health, webhooks
+    from service import api, crm_oauth, health, webhooks
     from service.config import load_config, validate_config
     from service.logs import setup_logging
     from service.runtime import Runtime
@@ -33,14 +33,5 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     app.register_blueprint(webhooks.bp)
     app.register_blueprint(api.bp)
     app.register_blueprint(health.bp)
-    _register_optional(app)
-    return app
-
-
-def _register_optional(app: Flask) -> None:
-    """Blueprints of optional parts (CRM OAuth callback) when installed."""
-    try:
-        from service import crm_oauth
-    except ImportError:
-        return
     app.register_blueprint(crm_oauth.bp)
+    return app

@@ -29,8 +29,9 @@ def call_view(db, call: dict[str, Any]) -> dict[str, Any]:
     transcript = storage.get_transcript(db, call["id"])
     analysis = storage.get_analysis(db, call["id"])
     record = dict(call["record"])
-    for rec in record.get("recordings") or []:
-        rec.pop("url", None) if rec.get("fetch") == "api_call" else None
+    # API-fetched links are short-lived and signed: never show them.
+    record["recordings"] = [{k: v for k, v in rec.items() if not (k == "url" and rec.get("fetch") == "api_call")}
+                            for rec in record.get("recordings") or []]
     return {
         "call": {"id": call["id"], "call_key": call["call_key"], "state": call["state"], "error": call["error"],
                  "created_at": call["created_at"], "updated_at": call["updated_at"], **record,

@@ -8,10 +8,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from integrations import REGISTRY, adapter_class
-from integrations.base import NotConfiguredError, PermanentError, TransientError
+from integrations.base import PermanentError, TransientError
 from integrations.calltracking.base import CallTracking
 from integrations.calltracking.generic import GenericJson
 from service import audio, fetch, storage
@@ -19,6 +17,7 @@ from service.metrics import compute_metrics
 from service.models import Utterance
 from service.record import recording_key
 from service.retry import RECORDING_SCHEDULE_S, next_delay
+from service.speech import sha256_file
 
 log = logging.getLogger("calltag.pipeline")
 
@@ -120,7 +119,7 @@ def _download_one(rt, db, call, tenant, provider, rec: dict, key: str) -> None:
             raise PermanentError(f"no such file: {src}")
         dest.mkdir(parents=True, exist_ok=True)
         path = Path(shutil.copy(src, dest / src.name))
-        got = fetch.Downloaded(path, fetch_sha(path), path.stat().st_size, "audio/unknown")
+        got = fetch.Downloaded(path, sha256_file(path), path.stat().st_size, "audio/unknown")
     else:
         url, kwargs = provider.resolve_recording(call["record"], rec)
         allow = ["*"] if call["provider"] == "cli" else tenant.get("allow_hosts", [])
@@ -133,11 +132,6 @@ def _download_one(rt, db, call, tenant, provider, rec: dict, key: str) -> None:
     storage.save_recording(db, call["id"], key, path=str(got.path), sha256=got.sha256, mime=got.mime,
                            size_bytes=got.size_bytes, duration_s=info["duration_s"], channels=info["channels"],
                            sample_rate=info["sample_rate"])
-
-
-def fetch_sha(path: Path) -> str:
-    from service.speech import sha256_file
-    return sha256_file(path)
 
 
 # -- transcript ----------------------------------------------------------------------------------

@@ -7,7 +7,7 @@ from typing import Any
 
 from sqlite_utils import Database
 
-from service import storage
+from service import crm_store, storage
 from service.queue import JobQueue, build_queue
 from service.rules_runtime import RulesProvider
 
@@ -33,7 +33,7 @@ class Runtime:
         db = getattr(self._local, "db", None)
         if db is None:
             db = storage.open_db(self.db_path)
-            _apply_optional_migrations(db)
+            crm_store.apply_migrations(db)
             self._local.db = db
         return db
 
@@ -53,12 +53,3 @@ class Runtime:
 
     def tenant(self, name: str) -> dict[str, Any] | None:
         return self.config["tenants"].get(name)
-
-
-def _apply_optional_migrations(db: Database) -> None:
-    """Apply migration sets of optional parts (the CRM store) when they are installed."""
-    try:
-        from service import crm_store
-    except ImportError:
-        return
-    crm_store.apply_migrations(db)

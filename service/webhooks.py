@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from typing import Any
 
 from flask import Blueprint, Response, current_app, request
@@ -113,15 +114,10 @@ def _store(runtime, provider: str, tenant: str, adapter: CallTracking, req: Webh
             call_ids.append(call_id)
             state = existing["state"] if existing else "receiving"
             if is_ready(record) and state not in ("queued", "processing"):
-                storage.set_call_state(db, call_id, "queued", enqueued_at=_now())
+                storage.set_call_state(db, call_id, "queued", enqueued_at=time.time())
                 to_enqueue.append(call_id)
     for call_id in to_enqueue:
         runtime.queue.enqueue_call(call_id)
     if not new_events:
         return {"status": "duplicate"}
     return {"status": "accepted", "call_id": call_ids[0], "call_ids": call_ids}
-
-
-def _now() -> float:
-    import time
-    return time.time()

@@ -126,6 +126,17 @@ class CallTracking(Adapter):
         return url, {}
 
 
+def not_ready_hook(what: str, statuses: tuple[int, ...]):
+    """A requests response hook turning the provider's 'not there yet' statuses into TransientError."""
+
+    def hook(resp, *args, **kwargs):
+        if resp.status_code in statuses:
+            raise TransientError(f"{what}: recording not ready (HTTP {resp.status_code})")
+        return resp
+
+    return hook
+
+
 def body_sha256(body: bytes) -> str:
     """A stable event id for providers that send none."""
     return hashlib.sha256(body).hexdigest()

@@ -21,7 +21,7 @@ from zoneinfo import ZoneInfo
 
 from integrations.base import InvalidSignatureError, PayloadError, PermanentError, Setting, TransientError, request
 from integrations.calltracking.base import CallTracking, CallUpdate, WebhookReply, WebhookRequest
-from integrations.normalize import from_local, from_unix, iso, to_e164, to_int
+from integrations.normalize import from_local, from_unix, iso, to_e164, to_count
 
 # canonical name -> webhook parameter names tried in order (first non-empty wins). ❓ except the 🟡 ones.
 PARAMS: dict[str, tuple[str, ...]] = {
@@ -63,11 +63,7 @@ def _text(value: Any) -> str | None:
 
 
 def _int(value: Any) -> int | None:
-    try:
-        n = to_int(_text(value))
-    except (OverflowError, ValueError, TypeError):
-        return None
-    return n if n is not None and 0 <= n < 10**8 else None
+    return to_count(_text(value))
 
 
 def parse_time(value: Any, tz_name: str) -> datetime | None:

@@ -15,25 +15,16 @@ from typing import Any, Mapping
 
 from integrations.base import (InvalidSignatureError, PayloadError, PermanentError, Setting,
                                TransientError, request)
-from integrations.calltracking.base import (CallTracking, CallUpdate, WebhookReply, WebhookRequest,
+from integrations.calltracking.base import (CallTracking, CallUpdate, WebhookReply, WebhookRequest, not_ready_hook,
                                             secure_equals)
 from integrations.normalize import from_unix, iso, to_e164, to_int
 
 _DIRECTIONS = {0: "internal", 1: "inbound", 2: "outbound"}
 # The Mango API answers these while a recording is not (yet) in cloud storage. ❓ unconfirmed codes:
 # 404 is what an absent object most likely gives; 409/425 are harmless to include.
-_NOT_READY_STATUSES = (404, 409, 425)
+_NOT_READY_STATUSES: tuple[int, ...] = (404, 409, 425)
 
 
-def _not_ready_hook(what: str):
-    """A requests response hook turning 'not there yet' statuses into TransientError."""
-
-    def hook(resp, *args, **kwargs):
-        if resp.status_code in _NOT_READY_STATUSES:
-            raise TransientError(f"{what}: recording not ready (HTTP {resp.status_code})")
-        return resp
-
-    return hook
 
 
 def mango_sign(api_key: str, payload_json: str, salt: str) -> str:
@@ -41,12 +32,6 @@ def mango_sign(api_key: str, payload_json: str, salt: str) -> str:
     return hashlib.sha256((api_key + payload_json + salt).encode("utf-8")).hexdigest()
 
 
-def _int(value: Any) -> int | None:
-    """to_int that also survives inf/huge values from hostile JSON."""
-    try:
-        return to_int(value)
-    except (OverflowError, ValueError, TypeError):
-        return None
 
 
 def _ts(value: int | None) -> str | None:
@@ -166,15 +151,15 @@ class Mango(CallTracking):
         if problems:
             raise PayloadError("mango: invalid summary", problems, status=422)
         src, dst = data.get("from") or {}, data.get("to") or {}
-        direction = _DIRECTIONS.get(_int(data.get("call_direction")), "unknown")
+        direction = _DIRECTIONS.get(to_int(data.get("call_direction")), "unknown")
         if direction == "inbound":
             client_raw, ext = src.get("number"), dst.get("extension")
         elif direction == "outbound":
             client_raw, ext = dst.get("number"), src.get("extension")
         else:
             client_raw, ext = None, src.get("extension") or dst.get("extension")
-        created, talk, ended = (_int(data.get(k)) for k in ("create_time", "talk_time", "end_time"))
-        result = _int(data.get("entry_result"))
+        created, talk, ended = (to_int(data.get(k)) for k in ("create_time", "talk_time", "end_time"))
+        result = to_int(data.get("entry_result"))
         # entry_result: 1 = answered, anything else = missed (🟡; one public note says the opposite).
         answered = result == 1
         fields: dict[str, Any] = {
@@ -247,7 +232,7 @@ class Mango(CallTracking):
         what = "mango recording/post"
         url = str(self.config["base_url"]).rstrip("/") + "/queries/recording/post"
         resp = request(self.http, "POST", url, what, data=form, allow_redirects=False,
-                       hooks={"response": _not_ready_hook(what)})
+                       hooks={"response": not_ready_hook(what, _NOT_READY_STATUSES)})
         location = resp.headers.get("Location")
         if resp.is_redirect and location:
             return urllib.parse.urljoin(url, location), {}
@@ -263,3 +248,4 @@ def _result_code(resp) -> str:
         return str(resp.json().get("result"))
     except (ValueError, AttributeError):
         return "?"
+

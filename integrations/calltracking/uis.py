@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import re
 import urllib.parse
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from typing import Any, Mapping
 from zoneinfo import ZoneInfo
 
@@ -24,7 +24,7 @@ from integrations.base import (InvalidSignatureError, PayloadError, PermanentErr
                                TransientError, request)
 from integrations.calltracking.base import (CallTracking, CallUpdate, WebhookReply, WebhookRequest,
                                             secure_equals)
-from integrations.normalize import from_local, iso, to_e164, to_int
+from integrations.normalize import from_local, iso, to_e164, to_count, to_int
 
 _GROUPS = ("contact_info", "employee_info", "call_record_file_info", "call_info", "virtual_phone_info")
 _TRUE = {"true", "1", "yes", "t"}
@@ -69,11 +69,7 @@ def _text(value: Any) -> str | None:
 
 
 def _int(value: Any) -> int | None:
-    try:
-        n = to_int(_text(value))
-    except (OverflowError, ValueError, TypeError):
-        return None
-    return n if n is not None and 0 <= n < 10**8 else None
+    return to_count(_text(value))
 
 
 def _truthy(value: Any) -> bool:

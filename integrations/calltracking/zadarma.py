@@ -11,13 +11,12 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import json
 import urllib.parse
 from typing import Any, Mapping
 
 from integrations.base import (InvalidSignatureError, PayloadError, PermanentError, Setting,
                                TransientError, request)
-from integrations.calltracking.base import (CallTracking, CallUpdate, WebhookReply, WebhookRequest,
+from integrations.calltracking.base import (CallTracking, CallUpdate, WebhookReply, WebhookRequest, not_ready_hook,
                                             secure_equals)
 from integrations.normalize import from_local, iso, to_e164, to_int
 
@@ -33,7 +32,7 @@ SIGNED_FIELDS: dict[str, tuple[str, ...]] = {
 }
 _STATUS = {"answered": "answered", "busy": "busy", "no answer": "missed", "cancel": "missed"}
 # The API answers these while the record is not in storage yet (❓ exact code unconfirmed).
-_NOT_READY_STATUSES = (400, 404, 409, 425)
+_NOT_READY_STATUSES: tuple[int, ...] = (400, 404, 409, 425)
 RECORD_PATH = "/v1/pbx/record/request/"
 
 
@@ -50,21 +49,8 @@ def api_auth_header(key: str, secret: str, method: str, params: Mapping[str, str
     return query, f"{key}:{sign}"
 
 
-def _int(value: Any) -> int | None:
-    """to_int that also survives '1e999' (normalize.to_int lets OverflowError through)."""
-    try:
-        return to_int(value)
-    except (OverflowError, ValueError, TypeError):
-        return None
 
 
-def _not_ready_hook(what: str):
-    def hook(resp, *args, **kwargs):
-        if resp.status_code in _NOT_READY_STATUSES:
-            raise TransientError(f"{what}: recording not ready (HTTP {resp.status_code})")
-        return resp
-
-    return hook
 
 
 def _form(req: WebhookRequest) -> dict[str, str]:
@@ -157,7 +143,7 @@ class Zadarma(CallTracking):
             started = from_local(form.get("call_start"), self.call_timezone)
         except (OverflowError, ValueError):
             started = None
-        duration = _int(form.get("duration"))
+        duration = to_int(form.get("duration"))
         duration = duration if duration is not None and 0 <= duration < 10**7 else None
         talk = (duration or 0) if status == "answered" else 0  # `duration` = talk time (❓ vs total)
         fields: dict[str, Any] = {
@@ -228,13 +214,13 @@ class Zadarma(CallTracking):
         rec_id = recording.get("provider_recording_id")
         if not rec_id or str(rec_id).endswith(":not-recorded"):
             raise PermanentError("zadarma: no recording id to request")
-        lifetime = max(180, min(5184000, _int(self.config.get("link_lifetime_s")) or 1800))
+        lifetime = max(180, min(5184000, to_int(self.config.get("link_lifetime_s")) or 1800))
         params = {"call_id": str(rec_id), "lifetime": str(lifetime), "format": "json"}
         query, auth = api_auth_header(str(self.config["api_key"]), str(self.config["api_secret"]), RECORD_PATH, params)
         what = f"{self.name} pbx/record/request"
         url = str(self.config["base_url"]).rstrip("/") + RECORD_PATH + "?" + query
         resp = request(self.http, "GET", url, what, headers={"Authorization": auth},
-                       hooks={"response": _not_ready_hook(what)})
+                       hooks={"response": not_ready_hook(what, _NOT_READY_STATUSES)})
         try:
             data = resp.json()
         except ValueError as err:
@@ -258,3 +244,4 @@ class Novofon(Zadarma):
     docs_url = "https://novofon.com/instructions/api"
     default_base_url = "https://api.novofon.com"
     settings = {**Zadarma.settings, "base_url": Setting(default="https://api.novofon.com", help="API base URL")}
+
