@@ -13,7 +13,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     :param test_config: setting overrides by name (e.g. {"DATA_DIR": tmp, "QUEUE_IMMEDIATE": True});
         the key "CONFIG_DATA" passes an already-parsed config mapping instead of a file.
     """
-    from service import api, crm_oauth, health, webhooks
+    from service import api, crm_oauth, health, recording_links, webhooks
     from service.config import load_config, validate_config
     from service.logs import setup_logging
     from service.runtime import Runtime
@@ -34,4 +34,5 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     app.register_blueprint(api.bp)
     app.register_blueprint(health.bp)
     app.register_blueprint(crm_oauth.bp)
+    app.register_blueprint(recording_links.bp)
     return app

@@ -6,6 +6,7 @@ import logging
 from integrations import adapter_class
 from integrations.base import NotConfiguredError, PermanentError, TransientError
 from service import storage
+from service.recording_links import recording_link
 
 log = logging.getLogger("calltag.crm")
 
@@ -21,7 +22,7 @@ def labels_of(ruleset) -> dict[str, str]:
 
 def write_to_crm(rt, db, call: dict, tenant: dict, crm_conf: dict) -> None:
     """Write the call's current analysis once per rules version ('retag' mode when it changed)."""
-    from integrations.crm.base import CrmJob, ReauthRequiredError
+    from integrations.crm.base import CrmJob, DealNotFoundError, ReauthRequiredError
     from service.crm_store import CrmStore
 
     cid = call["id"]
@@ -36,8 +37,10 @@ def write_to_crm(rt, db, call: dict, tenant: dict, crm_conf: dict) -> None:
     transcript = storage.get_transcript(db, cid)
     analysis = dict(analysis)
     analysis.setdefault("labels", labels_of(rt.rules.current()))
+    link = recording_link(rt.settings, rt.config, tenant, call) if storage.get_recordings(db, cid) else None
     job = CrmJob(call_id=cid, call_key=call["call_key"], record=call["record"],
-                 utterances=transcript["utterances"] if transcript else [], analysis=analysis, mode=mode)
+                 utterances=transcript["utterances"] if transcript else [], analysis=analysis, mode=mode,
+                 recording_link=link)
     try:
         cls = adapter_class("crm", crm_conf["kind"])
         adapter = cls(crm_conf, store=CrmStore(db, rt.settings.get("SECRET_KEY") or ""), tenant=tenant)
@@ -45,6 +48,10 @@ def write_to_crm(rt, db, call: dict, tenant: dict, crm_conf: dict) -> None:
     except ReauthRequiredError as err:
         storage.save_stage(db, cid, "crm", "parked", error=str(err), bump=True)
         raise Parked(str(err)) from err
+    except DealNotFoundError as err:
+        # nothing to attach the call to (hidden number, deal creation switched off): not a failure
+        storage.save_stage(db, cid, "crm", "skipped", error=str(err), bump=True)
+        return
     except TransientError as err:
         storage.save_stage(db, cid, "crm", "retrying", error=str(err), bump=True)
         raise
