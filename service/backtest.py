@@ -52,7 +52,7 @@ def backtest(rt, since: timedelta, apply: bool) -> dict:
         for tag in old_ids - new_ids:
             lost.setdefault(tag, []).append(call["id"])
         if old is None or old.get("rules_version") != ruleset.version:
-            changed += old_ids != new_ids
+            changed += old_ids != new_ids or (old or {}).get("tags") != new.get("tags")
             if apply:
                 storage.save_analysis(db, call["id"], ruleset.version, new)
                 tenant = rt.tenant(call["tenant"]) or {}

@@ -31,18 +31,27 @@ def roistat_body() -> bytes:
 
 
 @pytest.fixture
-def crm_app(app_factory):
+def rules_copy(tmp_path):
+    import shutil
+    from support import RULES_DIR
+    return Path(shutil.copytree(RULES_DIR, tmp_path / "rules"))
+
+
+@pytest.fixture
+def crm_app(app_factory, rules_copy):
     config = make_config(
         allow_hosts=["cloud.roistat.com"], public_url="https://calltag.example.com", providers={"roistat": {}},
         crm={"kind": "amocrm", "base_url": AMO, "auth": "long_lived", "token": "long-lived-token-abcdef",
              "pipeline_id": 7123456, "responsible_user_id": 7012345, "create_deal": "complex", "rate_per_s": 0})
-    return app_factory(config=config, SECRET_KEY=SECRET_KEY)
+    return app_factory(config=config, SECRET_KEY=SECRET_KEY, RULES_DIR=rules_copy, RULES_RELOAD_S=0)
 
 
-def test_roistat_webhook_ends_as_exact_amocrm_writes_once(crm_app, roistat_body):
-    audio = (REPO / "tests/data/calls/a_07_carservice.mp3").read_bytes()
-    link = json.loads(roistat_body)["link"]
-    client = crm_app.test_client()
+AUDIO = (REPO / "tests/data/calls/a_07_carservice.mp3").read_bytes()
+
+
+def process_first_time(client, roistat_body) -> list:
+    """Post the webhook with the recording and amoCRM served by `responses`; return the requests sent."""
+    audio, link = AUDIO, json.loads(roistat_body)["link"]
     with responses.RequestsMock(assert_all_requests_are_fired=True) as rsps:
         rsps.get(link, body=audio, content_type="audio/mpeg")  # the probe
         rsps.get(link, body=audio, content_type="audio/mpeg")  # the download
@@ -54,7 +63,13 @@ def test_roistat_webhook_ends_as_exact_amocrm_writes_once(crm_app, roistat_body)
         rsps.post(f"{AMO_API}/tasks", json=crm_fixture("amo_task_add.json"))
         resp = client.post(webhook_url("roistat"), data=roistat_body, content_type="application/json")
         assert resp.status_code == 200, resp.get_data(as_text=True)
-        calls = list(rsps.calls)
+        return list(rsps.calls)
+
+
+def test_roistat_webhook_ends_as_exact_amocrm_writes_once(crm_app, roistat_body):
+    client = crm_app.test_client()
+    audio = AUDIO
+    calls = process_first_time(client, roistat_body)
 
     view = client.get("/calls/1", headers={"Authorization": f"Bearer {API_TOKEN}"}).get_json()
     assert view["call"]["state"] == "done", view["call"]
@@ -91,3 +106,30 @@ def test_roistat_webhook_ends_as_exact_amocrm_writes_once(crm_app, roistat_body)
     with responses.RequestsMock(assert_all_requests_are_fired=False) as rsps:
         again = client.post(webhook_url("roistat"), data=roistat_body, content_type="application/json")
         assert again.status_code == 200 and len(rsps.calls) == 0
+
+
+def test_backtest_apply_retags_the_deal_with_a_short_note_only(crm_app, roistat_body, rules_copy):
+    from service.backtest import backtest, parse_since
+    client = crm_app.test_client()
+    process_first_time(client, roistat_body)
+    rt = crm_app.extensions["calltag"]["runtime"]
+    topic = rules_copy / "tags" / "topic.yaml"
+    topic.write_text(topic.read_text(encoding="utf-8").replace("Тема: цена", "Тема: стоимость"), encoding="utf-8")
+    old_tags = client.get("/calls/1", headers={"Authorization": f"Bearer {API_TOKEN}"}).get_json()["analysis"]["tags"]
+    lead = crm_fixture("amo_lead.json")
+    lead["_embedded"]["tags"] += [{"name": t} for t in old_tags]  # what the first write left on the deal
+    with responses.RequestsMock(assert_all_requests_are_fired=True) as rsps:
+        rsps.get(f"{AMO_API}/leads/{LEAD_ID}", json=lead, match=[matchers.query_param_matcher({"with": "contacts"})])
+        rsps.patch(f"{AMO_API}/leads/{LEAD_ID}", json=crm_fixture("amo_lead_patch.json"))
+        rsps.post(f"{AMO_API}/leads/notes", json={"_embedded": {"notes": [{"id": 96002000, "request_id": "0"}]}})
+        result = backtest(rt, parse_since("1d"), apply=True)
+        calls = list(rsps.calls)
+    assert result["changed"] == 1
+    assert [c.request.method for c in calls] == ["GET", "PATCH", "POST"]
+    patch = json.loads(calls[1].request.body)
+    assert patch["tags_to_add"] == [{"name": "Тема: стоимость"}]
+    assert patch["tags_to_delete"] == [{"name": "Тема: цена"}]
+    note = json.loads(calls[2].request.body)
+    assert len(note) == 1 and note[0]["params"]["text"].startswith("Звонок перетегирован")
+    stage = rt.db()["stages"].get((1, "crm"))
+    assert json.loads(stage["detail"])["mode"] == "retag"
