@@ -18,6 +18,7 @@ import requests
 import yaml
 
 REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
 SAMPLE = "a_01_furniture.mp3"
 
 
