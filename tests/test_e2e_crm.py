@@ -133,3 +133,39 @@ def test_backtest_apply_retags_the_deal_with_a_short_note_only(crm_app, roistat_
     assert len(note) == 1 and note[0]["params"]["text"].startswith("Звонок перетегирован")
     stage = rt.db()["stages"].get((1, "crm"))
     assert json.loads(stage["detail"])["mode"] == "retag"
+
+
+def test_revoked_token_parks_the_call_until_reauthorised_then_it_is_written(crm_app, roistat_body):
+    from service import jobs
+    from service.crm_cli import cmd_crm
+    client = crm_app.test_client()
+    rt = crm_app.extensions["calltag"]["runtime"]
+    db = rt.db()
+    link = json.loads(roistat_body)["link"]
+    with responses.RequestsMock(assert_all_requests_are_fired=True) as rsps:
+        rsps.get(link, body=AUDIO, content_type="audio/mpeg")
+        rsps.get(link, body=AUDIO, content_type="audio/mpeg")
+        rsps.get(f"{AMO_API}/leads/{LEAD_ID}", status=401, json={"title": "Unauthorized", "status": 401})
+        client.post(webhook_url("roistat"), data=roistat_body, content_type="application/json")
+    call = db["calls"].get(1)
+    assert call["state"] == "parked"
+    health = client.get("/healthz").get_json()
+    assert health["checks"]["crm"]["reauth_needed"][0]["tenant"] == "acme"
+    assert "long-lived-token" not in json.dumps(health)
+
+    ext = crm_app.extensions["calltag"]
+    out = __import__("io").StringIO()
+    assert cmd_crm(["auth", "acme", "--token", "new-long-lived-token-123456"], settings=ext["settings"],
+                   config=ext["config"], db=db, out=out) == 0
+    assert db["calls"].get(1)["state"] == "queued"
+    with responses.RequestsMock(assert_all_requests_are_fired=True) as rsps:
+        rsps.get(f"{AMO_API}/leads/{LEAD_ID}", json=crm_fixture("amo_lead.json"))
+        rsps.get(f"{AMO_API}/leads/custom_fields", json=crm_fixture("amo_custom_fields.json"))
+        rsps.patch(f"{AMO_API}/leads/{LEAD_ID}", json=crm_fixture("amo_lead_patch.json"))
+        rsps.post(f"{AMO_API}/leads/notes", json=crm_fixture("amo_notes_add.json"))
+        rsps.post(f"{AMO_API}/tasks", json=crm_fixture("amo_task_add.json"))
+        assert jobs.recover_stalled(rt) == [1]
+        assert rsps.calls[0].request.headers["Authorization"] == "Bearer new-long-lived-token-123456"
+    assert db["calls"].get(1)["state"] == "done"
+    assert db["transcripts"].count == 1  # nothing before the CRM stage was redone
+    assert client.get("/healthz").get_json()["checks"]["crm"]["reauth_needed"] == []
