@@ -119,3 +119,14 @@ def test_generic_missed_call_without_recording_is_analysed_from_metadata(client,
     analysis = json.loads(db["analyses"].get(call["current_analysis_id"])["analysis"])
     assert "missed" in analysis["groups"]["flag"]
     assert "long_wait" in analysis["groups"]["flag"]
+
+
+def test_no_phone_number_or_secret_reaches_the_logs(client, caplog):
+    import logging
+    caplog.set_level(logging.DEBUG)
+    client.post(webhook_url("generic"), json=event(provider_call_id="log-1", status="missed", talk_seconds=0,
+                                                   recordings=[]))
+    client.post(webhook_url("generic", secret="wrong-secret-0000000000000"), json=event())
+    client.post(webhook_url("generic"), json=event(direction="sideways"))
+    assert caplog.records  # something was logged
+    assert "9161234567" not in caplog.text and TEST_SECRET not in caplog.text
