@@ -89,14 +89,14 @@ def recover_stalled(rt) -> list[int]:
     """Re-enqueue calls whose worker died or whose queued job was lost; returns their ids."""
     db = rt.db()
     now = time.time()
-    ids = set(storage.stalled_calls(db, now))
+    ids = set(storage.stalled_calls(db, now, receiving_s=rt.settings["RECEIVING_TIMEOUT_H"] * 3600))
     for row in db.query("SELECT id, lease_owner FROM calls WHERE state = 'processing'"):
         if _owner_dead(row["lease_owner"]):
             ids.add(row["id"])
     recovered = []
     for call_id in sorted(ids):
         cur = db.execute("UPDATE calls SET state = 'queued', lease_owner = NULL, lease_until = NULL,"
-                         " enqueued_at = ? WHERE id = ? AND state IN ('processing', 'queued', 'waiting')",
+                         " enqueued_at = ? WHERE id = ? AND state IN ('processing', 'queued', 'waiting', 'receiving')",
                          [now, call_id])
         if cur.rowcount:
             rt.queue.enqueue_call(call_id)

@@ -48,6 +48,7 @@ SETTINGS: tuple[SettingSpec, ...] = (
     SettingSpec("MAX_BODY_BYTES", int, 1024 * 1024, "Largest accepted webhook body."),
     SettingSpec("MAX_RECORDING_MB", int, 200, "Largest recording downloaded, in MiB."),
     SettingSpec("RECORDING_RETRY_H", float, 24.0, "Hours to keep retrying a recording that is not ready."),
+    SettingSpec("RECEIVING_TIMEOUT_H", float, 3.0, "Process a call whose 'call finished' event never came after this many hours."),
     SettingSpec("RULES_RELOAD_S", float, 2.0, "How often to look for changed rule files (seconds)."),
     SettingSpec("SECRET_KEY", str, "", "Key that encrypts CRM tokens at rest (Fernet, base64).", secret=True),
     SettingSpec("PUBLIC_URL", str, "", "Public base URL of this service as providers call it (Twilio signs it)."),

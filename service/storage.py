@@ -144,13 +144,15 @@ def release_call(db: Database, call_id: int, owner: str, state: str, error: str 
                [state, error, next_try_at, utcnow(), call_id, owner])
 
 
-def stalled_calls(db: Database, now: float, grace_s: float = 120.0) -> list[int]:
-    """Calls that should be in the queue but whose worker died or whose job was lost."""
+def stalled_calls(db: Database, now: float, grace_s: float = 120.0, receiving_s: float = 3 * 3600) -> list[int]:
+    """Calls that should be in the queue: worker died, job lost, or the final event never came."""
+    oldest_receiving = datetime.fromtimestamp(now - receiving_s, timezone.utc).isoformat(timespec="seconds")
     rows = db.execute(
         "SELECT id FROM calls WHERE (state = 'processing' AND lease_until < ?)"
         " OR (state = 'queued' AND coalesce(enqueued_at, 0) < ?)"
-        " OR (state = 'waiting' AND next_try_at IS NOT NULL AND next_try_at < ?)",
-        [now, now - grace_s, now - grace_s]).fetchall()
+        " OR (state = 'waiting' AND next_try_at IS NOT NULL AND next_try_at < ?)"
+        " OR (state = 'receiving' AND updated_at < ?)",
+        [now, now - grace_s, now - grace_s, oldest_receiving]).fetchall()
     return [r[0] for r in rows]
 
 

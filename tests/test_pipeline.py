@@ -99,3 +99,20 @@ def test_recovery_requeues_a_call_whose_worker_died(client, runtime, db, server)
                [f"{socket.gethostname()}:999999:1", call_id])
     assert jobs.recover_stalled(runtime) == [call_id]
     assert db["calls"].get(call_id)["state"] == "done"
+
+
+def test_a_call_whose_final_event_never_came_is_processed_after_the_timeout(app_factory):
+    from integrations.calltracking.base import CallUpdate
+    from service.record import apply_update, new_record
+    app = app_factory(RECEIVING_TIMEOUT_H=0)
+    rt = app.extensions["calltag"]["runtime"]
+    db = rt.db()
+    record = apply_update(new_record("generic", "acme", "lost-1"),
+                          CallUpdate("lost-1", "call_started", {"client_phone": "+79161234567"}),
+                          signature_verified=None)
+    call_id = storage.upsert_call(db, storage.call_key("generic", "acme", "lost-1"), record)
+    assert db["calls"].get(call_id)["state"] == "receiving"
+    db.execute("UPDATE calls SET updated_at = '2000-01-01T00:00:00+00:00' WHERE id = ?", [call_id])
+    assert jobs.recover_stalled(rt) == [call_id]
+    assert db["calls"].get(call_id)["state"] == "done"
+    assert storage.get_stages(db, call_id)["recording"]["status"] == "skipped"
