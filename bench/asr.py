@@ -58,19 +58,24 @@ def main() -> None:
     for beam in [int(b) for b in opts.beams.split(",")]:
         engine = WhisperLocal({"model_path": model, "beam_size": beam, "threads": 0, "pack_s": opts.pack_s})
         tot_audio = tot_wall = tot_cpu = 0.0
+        ref_words = err_words = 0.0
         for path in files:
             decoded = decode(path)
             roles = ["operator", "client"] if len(decoded.channels) == 2 else ["unknown"]
             w0, c0 = time.monotonic(), time.process_time()
             utts = engine.transcribe(decoded, roles)
             ref = reference(path)
-            err = f"{wer(ref, words(' '.join(u.text for u in utts))):5.2f}" if ref else "    -"
+            rate = wer(ref, words(" ".join(u.text for u in utts))) if ref else None
+            err = f"{rate:5.2f}" if rate is not None else "    -"
+            if rate is not None:
+                ref_words, err_words = ref_words + len(ref), err_words + rate * len(ref)
             wall, cpu = time.monotonic() - w0, time.process_time() - c0
             tot_audio, tot_wall, tot_cpu = tot_audio + decoded.duration_s, tot_wall + wall, tot_cpu + cpu
             print(f"{path.name:32} {beam:4d} {decoded.duration_s:8.1f} {wall:7.1f} {cpu:7.1f} "
                   f"{wall / decoded.duration_s:6.3f} {decoded.duration_s / cpu:13.2f} {err}")
         print(f"{'TOTAL':32} {beam:4d} {tot_audio:8.1f} {tot_wall:7.1f} {tot_cpu:7.1f} "
-              f"{tot_wall / tot_audio:6.3f} {tot_audio / tot_cpu:13.2f}")
+              f"{tot_wall / tot_audio:6.3f} {tot_audio / tot_cpu:13.2f} "
+              f"{err_words / ref_words if ref_words else float('nan'):5.2f}")
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"peak memory (RSS): {peak_mb:.0f} MiB")
 
