@@ -11,11 +11,29 @@ Hit = tuple  # (utterance index, first token, end token)
 
 
 class _Utt:
-    __slots__ = ("speaker", "start", "end", "text", "tokens")
+    """One utterance: its words now, its full tokens (offsets, clauses) only when a rule needs them."""
+
+    __slots__ = ("speaker", "start", "end", "text", "words", "_tokens")
 
     def __init__(self, u):
         self.speaker, self.start, self.end, self.text = u.speaker, float(u.start_s), float(u.end_s), u.text or ""
-        self.tokens = morph.tokenize(self.text)
+        self.words = morph.TOKEN_RE.findall(self.text)
+        self._tokens = None
+
+    @property
+    def tokens(self) -> list:
+        """morph.tokenize(text), computed on first use (same words, in the same order, as `words`)."""
+        if self._tokens is None:
+            self._tokens = morph.tokenize(self.text)
+        return self._tokens
+
+
+def _word_entry(surface: str, vocabulary, prefixes: tuple) -> tuple:
+    """(forms the rules look up, rule prefixes the word starts with) of one surface word; () when neither."""
+    norm, forms = morph.word_forms(surface)
+    looked_up = tuple(forms if vocabulary is None else forms & vocabulary)
+    starts = tuple(p for p in prefixes if norm.startswith(p))
+    return (looked_up, starts) if looked_up or starts else ()
 
 
 class Context:
@@ -23,44 +41,35 @@ class Context:
 
     def __init__(self, utterances, call: Mapping, history, *, ignore_call: bool = False, vocabulary=None,
                  prefixes: tuple = (), cache: dict | None = None):
-        self.utts = [_Utt(u) for u in utterances]
-        self.index: dict[str, list] = {}
-        self.norms: dict[str, list] = {}
-        index, norms = self.index, self.norms
         cache = {} if cache is None else cache
         if len(cache) > 300_000:
             cache.clear()
+        self.utts = [_Utt(u) for u in utterances]
+        self.index: dict[str, list] = {}
+        self._prefix: dict = {p: [] for p in prefixes}
+        index, by_prefix, get = self.index, self._prefix, cache.get
         for ui, u in enumerate(self.utts):
-            for ti, tok in enumerate(u.tokens):
-                pos = (ui, ti)
-                forms = cache.get(tok.norm)
-                if forms is None:
-                    forms = cache[tok.norm] = tuple(tok.forms if vocabulary is None else tok.forms & vocabulary)
-                for form in forms:
-                    if form in index:
-                        index[form].append(pos)
-                    else:
-                        index[form] = [pos]
-                if prefixes:
-                    if tok.norm in norms:
-                        norms[tok.norm].append(pos)
-                    else:
-                        norms[tok.norm] = [pos]
+            for ti, surface in enumerate(u.words):
+                entry = get(surface)
+                if entry is None:
+                    entry = cache[surface] = _word_entry(surface, vocabulary, prefixes)
+                if entry:
+                    where = (ui, ti)
+                    for form in entry[0]:
+                        if form in index:
+                            index[form].append(where)
+                        else:
+                            index[form] = [where]
+                    for p in entry[1]:
+                        by_prefix[p].append(where)
+        self.present = frozenset(index)
         self.call_end = max((u.end for u in self.utts), default=0.0)
         self.facts = CallFacts(call or {}, self.utts, history)
         self.ignore_call = ignore_call
         self.fired: set[str] = set()
         self._allowed: dict = {}
         self._positions: dict = {}
-        self._prefix: dict = {p: [] for p in prefixes}
-        if prefixes:
-            for norm, ps in norms.items():
-                if norm.startswith(prefixes):
-                    for p in prefixes:
-                        if norm.startswith(p):
-                            self._prefix[p].extend(ps)
-            for p in prefixes:
-                self._prefix[p].sort()
+        self._sets: dict = {}
 
     def allowed(self, speaker: str, within) -> list[bool]:
         """Per utterance: does it pass the speaker and time-window filter."""
@@ -86,8 +95,8 @@ class Context:
         """All (utterance, token) positions whose word starts with `prefix`."""
         res = self._prefix.get(prefix)
         if res is None:
-            res = sorted((ui, ti) for ui, u in enumerate(self.utts) for ti, t in enumerate(u.tokens)
-                         if t.norm.startswith(prefix))
+            res = sorted((ui, ti) for ui, u in enumerate(self.utts) for ti, w in enumerate(u.words)
+                         if morph.fold(w).startswith(prefix))
             self._prefix[prefix] = res
         return res
 
@@ -108,19 +117,21 @@ class Context:
             self._positions[forms] = res
         return res
 
+    def position_set(self, word) -> frozenset:
+        """positions() of a compiled word (forms, prefix) as a set, for membership tests; memoised per call."""
+        res = self._sets.get(word)
+        if res is None:
+            res = self._sets[word] = frozenset(self.positions(*word))
+        return res
 
-def _word_ok(tok, word) -> bool:
-    forms, prefix = word
-    return tok.norm.startswith(prefix) if prefix is not None else not tok.forms.isdisjoint(forms)
 
-
-def _phrase_end(tokens, i: int, words, k: int, gap: int) -> int | None:
-    """Index after the phrase if words[k:] match starting at token i (up to `gap` skipped words each)."""
-    if k == len(words):
+def _phrase_end(ui: int, i: int, sets, k: int, gap: int, length: int) -> int | None:
+    """Token index after the phrase if words k.. match from token i of utterance ui (up to `gap` skipped words each)."""
+    if k == len(sets):
         return i
-    for j in range(i, min(len(tokens), i + gap + 1)):
-        if _word_ok(tokens[j], words[k]):
-            end = _phrase_end(tokens, j + 1, words, k + 1, gap)
+    for j in range(i, min(length, i + gap + 1)):
+        if (ui, j) in sets[k]:
+            end = _phrase_end(ui, j + 1, sets, k + 1, gap, length)
             if end is not None:
                 return end
     return None
@@ -128,47 +139,72 @@ def _phrase_end(tokens, i: int, words, k: int, gap: int) -> int | None:
 
 def lemma_hits(term: Term, ctx: Context, *, negated: str | None = None) -> list[Hit]:
     """Hits of a lemmas term, filtered by speaker, window and negation."""
-    ok = ctx.allowed(term.speaker, term.within)
-    mode = negated or term.negated
     seen = set()
-    for lem in term.lemmas:
-        seen.update(p for p in ctx.index.get(lem, ()) if ok[p[0]])
+    ok = None
+    present = term.lemmas & ctx.present
+    if present:
+        ok = ctx.allowed(term.speaker, term.within)
+        index = ctx.index
+        for lem in present:
+            seen.update(p for p in index[lem] if ok[p[0]])
     for pre in term.prefixes:
-        seen.update(p for p in ctx.prefixed(pre) if ok[p[0]])
-    hits = []
-    for ui, ti in sorted(seen):
-        if mode != "any" and morph.is_negated(ctx.utts[ui].tokens, ti) != (mode == "only"):
-            continue
-        hits.append((ui, ti, ti + 1))
-    return hits
+        ps = ctx.prefixed(pre)
+        if ps:
+            if ok is None:
+                ok = ctx.allowed(term.speaker, term.within)
+            seen.update(p for p in ps if ok[p[0]])
+    if not seen:
+        return []
+    mode = negated or term.negated
+    if mode == "any":
+        return [(ui, ti, ti + 1) for ui, ti in sorted(seen)]
+    only = mode == "only"
+    utts, is_negated = ctx.utts, morph.is_negated
+    return [(ui, ti, ti + 1) for ui, ti in sorted(seen) if is_negated(utts[ui].tokens, ti) == only]
 
 
 def phrase_hits(term: Term, ctx: Context) -> list[Hit]:
     """Hits of a phrases term (consecutive words inside one utterance, `max_gap` words allowed)."""
+    gate_forms, by_form, always = term.gate
+    candidates = set(always)
+    for f in gate_forms & ctx.present:
+        candidates.update(by_form[f])
+    if not candidates:
+        return []
     ok = ctx.allowed(term.speaker, term.within)
     hits = set()
-    for _text, words, order in term.phrases:
-        positions = [None] * len(words)
+    memo, present, positions, position_set = ctx._positions, ctx.present, ctx.positions, ctx.position_set
+    for pi in candidates:
+        _text, words, order = term.phrases[pi]
+        found = [None] * len(words)
         for i in order:
-            ps = ctx.positions(*words[i])
+            forms, prefix = words[i]
+            if prefix is None:
+                ps = memo.get(forms)
+                if ps is None:
+                    if forms.isdisjoint(present):
+                        break
+                    ps = positions(forms, None)
+            else:
+                ps = positions(None, prefix)
             if not ps:
                 break
-            positions[i] = ps
+            found[i] = ps
         else:
             n = len(words)
-            k = min(range(n), key=lambda i: len(positions[i]))
+            k = min(range(n), key=lambda i: len(found[i]))
+            sets = [position_set(w) for w in words]
             if term.max_gap == 0:   # anchor on the rarest word, check its neighbours
-                for ui, ti in positions[k]:
+                for ui, ti in found[k]:
                     start = ti - k
-                    tokens = ctx.utts[ui].tokens
-                    if ok[ui] and start >= 0 and start + n <= len(tokens) and \
-                            all(_word_ok(tokens[start + j], words[j]) for j in range(n)):
+                    if ok[ui] and start >= 0 and all((ui, start + j) in sets[j] for j in range(n)):
                         hits.add((ui, start, start + n))
                 continue
-            rare = {ui for ui, _ in positions[k]}
-            for ui, ti in positions[0]:
+            rare = {ui for ui, _ in found[k]}
+            utts = ctx.utts
+            for ui, ti in found[0]:
                 if ok[ui] and ui in rare:
-                    end = _phrase_end(ctx.utts[ui].tokens, ti + 1, words, 1, term.max_gap)
+                    end = _phrase_end(ui, ti + 1, sets, 1, term.max_gap, len(utts[ui].words))
                     if end is not None:
                         hits.add((ui, ti, end))
     return sorted(hits)

@@ -17,8 +17,10 @@ NEGATORS_BEFORE = frozenset({"не", "ни", "нет", "без", "нету", "н
 NEGATORS_AFTER = frozenset({"нет", "нету"})
 """Words that negate the genitive noun right before them: «жалоб нет», «проблем нету»."""
 
-_TOKEN_RE = re.compile(r"[0-9]+(?:[.,][0-9]+)*|[^\W\d_]+(?:[-'][^\W\d_]+)*|[0-9]+[^\W\d_]+", re.UNICODE)
-_BREAK_RE = re.compile(r"[.,!?;:()«»\"—–…]|\s-\s")
+TOKEN_RE = re.compile(r"[^\W\d_]+(?:[-'][^\W\d_]+)*|[0-9]+(?:[.,][0-9]+)*")
+"""A word: letters (with inner - or ') or a number (with inner . or ,); «5шт» is two words. No groups: findall gives words."""
+BREAK_RE = re.compile(r"[.,!?;:()«»\"—–…]|\s-\s")
+"""Punctuation between two words that starts a new clause."""
 _NUMBER_WORDS = frozenset(
     "ноль один два три четыре пять шесть семь восемь девять десять одиннадцать двенадцать тринадцать "
     "четырнадцать пятнадцать шестнадцать семнадцать восемнадцать девятнадцать двадцать тридцать сорок "
@@ -106,7 +108,8 @@ def dictionary_forms(word: str) -> tuple[bool, str | None]:
 
 
 @lru_cache(maxsize=200_000)
-def _word(surface: str) -> tuple[str, frozenset]:
+def word_forms(surface: str) -> tuple[str, frozenset]:
+    """(folded word, its normal forms) for one surface word; cached per surface string."""
     norm = fold(surface)
     return norm, normal_forms(norm)
 
@@ -116,15 +119,15 @@ def tokenize(text: str) -> list[Token]:
     tokens: list[Token] = []
     clause = 0
     pos = 0
-    search = _BREAK_RE.search
+    search = BREAK_RE.search
     new = tuple.__new__
-    for m in _TOKEN_RE.finditer(text):
+    for m in TOKEN_RE.finditer(text):
         start, end = m.span()
         if start - pos > 1 or (start > pos and text[pos] != " "):
             if search(text, pos, start):
                 clause += 1
         surface = m.group(0)
-        norm, forms = _word(surface)
+        norm, forms = word_forms(surface)
         tokens.append(new(Token, (surface, norm, forms, start, end, clause)))
         pos = end
     return tokens

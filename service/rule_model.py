@@ -55,6 +55,23 @@ class Term:
     min_count: int = 1
     max_gap: int = 0
     weight: float = 1.0
+    gate: tuple = field(default=(frozenset(), {}, ()), compare=False, hash=False)
+    """phrases only: (forms that can start a phrase check, form -> phrase indices, phrases that are always checked);
+    the matcher looks at a phrase only when a word of its most specific word is in the call."""
+
+
+def phrase_gate(compiled) -> tuple:
+    """Index compiled phrases by the normal forms of the word they are checked by first (see Term.gate)."""
+    by_form: dict[str, list[int]] = {}
+    always = []
+    for pi, (_text, words, order) in enumerate(compiled):
+        forms, prefix = words[order[0]]
+        if prefix is not None:
+            always.append(pi)
+            continue
+        for f in forms:
+            by_form.setdefault(f, []).append(pi)
+    return frozenset(by_form), {f: tuple(v) for f, v in by_form.items()}, tuple(always)
 
 
 @dataclass(frozen=True)
@@ -203,6 +220,7 @@ def compile_term(raw: dict, path, inherit: dict, report: Report, deps: set) -> T
             order = tuple(sorted(range(len(wl)), key=lambda i: -max(map(len, wl[i][0])) if wl[i][0] else -len(wl[i][1])))
             compiled.append((text, tuple(wl), order))
         kw["phrases"] = tuple(compiled)
+        kw["gate"] = phrase_gate(compiled)
     elif op == "tags":
         kw["tags"] = tuple(raw["tags"])
         deps.update((t, path + ("tags", i)) for i, t in enumerate(raw["tags"]))

@@ -387,3 +387,29 @@ def test_prefix_and_exact_words(tmp_path):
     assert fired(rs, [U("client", 0, "в инстаграмме увидела")]) == ["social"]
     assert fired(rs, [U("client", 0, "оплачу картой")]) == ["card"]
     assert fired(rs, [U("client", 0, "в гугл картах")]) == []
+
+
+def test_phrases_with_prefix_words_and_gaps_across_many_utterances(tmp_path):
+    rs = ruleset(tmp_path, tags_doc("""
+        - id: insta
+          label: I
+          any: [{phrases: ["в инстаграм*", "нашла в телеграм*"], max_gap: 1}]
+        - id: exact
+          label: E
+          any: [{phrases: ["=картой оплачу", "сколько стоит"]}]
+        """))
+    filler = [U("operator", i * 4, "слушаю вас внимательно") for i in range(30)]
+    assert fired(rs, filler + [U("client", 200, "я в их инстаграмме видела")]) == ["insta"]
+    assert fired(rs, filler + [U("client", 200, "нашла вас в телеграм канале")]) == ["insta"]
+    assert fired(rs, filler + [U("client", 200, "картой оплачу, а сколько стоило?")]) == ["exact"]
+    assert fired(rs, filler + [U("client", 200, "оплачу картой"), U("client", 204, "стоит")]) == []
+
+
+def test_matcher_words_are_the_tokenizer_words():
+    from service import morph
+    from service.matcher import Context
+
+    utts = [U("client", 0, "Ну-ка, 5шт по 1,5 кг — «Уютный дом»!"), U("operator", 3, "")]
+    ctx = Context(utts, {}, None)
+    assert [u.words for u in ctx.utts] == [[t.surface for t in morph.tokenize(u.text)] for u in utts]
+    assert ctx.utts[0].tokens == morph.tokenize(utts[0].text)

@@ -72,3 +72,9 @@ def test_dictionary_forms_check():
     assert morph.dictionary_forms("дорогой") == (True, None)
     assert morph.dictionary_forms("дороговато") == (False, "дороговатый")
     assert morph.dictionary_forms("хэдхантерище")[0] in (True, False)
+
+
+def test_token_regex_words_and_numbers():
+    assert morph.TOKEN_RE.findall("5шт по 1,5 кг, ёлка-палка; rock'n'roll 12.04.2024") == [
+        "5", "шт", "по", "1,5", "кг", "ёлка-палка", "rock'n'roll", "12.04.2024"]
+    assert [t.surface for t in morph.tokenize("Ну-ка, 3D-принтер!")] == morph.TOKEN_RE.findall("Ну-ка, 3D-принтер!")
