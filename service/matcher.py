@@ -348,20 +348,59 @@ def evaluate(ruleset, utterances: Sequence, call: Mapping, *, history: Callable 
     return ev, ctx
 
 
+def _after(cp: Rule, hits: list, anchor: tuple[bool, list]) -> tuple[bool, list]:
+    """Apply `after:` to a checkpoint that holds: keep only hits after the anchor checkpoint's first hit."""
+    anchor_ok, anchor_hits = anchor
+    if not anchor_ok:
+        return False, []
+    if not anchor_hits or not hits:     # nothing to order (conditions without words): the anchor passing is enough
+        return True, hits
+    ui, _t0, t1 = min(anchor_hits)
+    later = [h for h in hits if (h[0], h[1]) >= (ui, t1)]
+    if not later or len(set(later)) < cp.min_count:
+        return False, []
+    return True, later
+
+
+def eval_checkpoints(script: Script, ctx: Context) -> dict[str, tuple[bool, list]]:
+    """(passed, hits) of every enabled checkpoint; a checkpoint named by `after:` is evaluated before its user."""
+    by_id = {cp.id: cp for cp in script.checkpoints}
+    results: dict[str, tuple[bool, list]] = {}
+
+    def run(cp: Rule, stack: tuple) -> tuple[bool, list]:
+        if cp.id in results:
+            return results[cp.id]
+        if not cp.enabled or cp.id in stack:     # cycles are rejected by the loader (R208); never loop here
+            return False, []
+        ok, hits = eval_rule(cp, ctx)
+        if ok and cp.after is not None:
+            anchor = by_id.get(cp.after)
+            ok, hits = _after(cp, hits, run(anchor, stack + (cp.id,)) if anchor is not None else (False, []))
+        if ok:
+            ctx.fired.add(cp.id)
+        results[cp.id] = (ok, hits)
+        return ok, hits
+
+    for cp in script.checkpoints:
+        if cp.enabled:
+            run(cp, ())
+    return results
+
+
 def _run_script(script: Script, ctx: Context, ev: Evaluation) -> None:
     if ev.script is not None or not script.enabled:
         return
     if script.call is not None and not ctx.ignore_call and not ctx.facts.matches(script.call):
         return
     ev.script = script
+    results = eval_checkpoints(script, ctx)
     for cp in script.checkpoints:
         if not cp.enabled:
             continue
-        ok, hits = eval_rule(cp, ctx)
+        ok, hits = results[cp.id]
         ev.raw[cp.id] = ok
         ev.checkpoints[cp.id] = ok
         if ok:
-            ctx.fired.add(cp.id)
             ev.hits[cp.id] = hits
 
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import re
 
-from service.matcher import eval_lexicon, eval_rule, evaluate
+from service.matcher import eval_checkpoints, eval_lexicon, eval_rule, evaluate
 from service.models import Utterance
 from service.ruleset_errors import Problem
 
@@ -49,6 +49,9 @@ def run_example(ruleset, rule, example) -> tuple[bool | None, list]:
         group = next(g for g in ruleset.groups if g.id == rule.group)
         chosen, hits, _ = eval_lexicon(group, ctx)
         ok = chosen.id == rule.id
+    elif rule.kind == "checkpoint" and rule.after is not None:
+        script = next(s for s in ruleset.scripts if any(c is rule for c in s.checkpoints))
+        ok, hits = eval_checkpoints(script, ctx)[rule.id]
     else:
         ok, hits = eval_rule(rule, ctx)
     words = []

@@ -108,6 +108,7 @@ class Rule:
     examples: dict = field(default_factory=dict, compare=False, hash=False)
     example_path: tuple = ()
     deps: frozenset = frozenset()
+    after: str | None = None     # checkpoints: the id of the checkpoint whose first hit must come earlier
 
 
 @dataclass(frozen=True)
@@ -253,5 +254,5 @@ def compile_rule(raw: dict, path, *, group: str, kind: str, file: str, line: int
                 enabled=bool(raw.get("enabled", True)), weight=float(raw.get("weight", 1.0)),
                 min_score=float(raw.get("min_score", 1.0)), opposite=raw.get("opposite"),
                 examples=raw.get("examples") or {}, example_path=path + ("examples",),
-                deps=frozenset(t for t, _ in deps))
+                deps=frozenset(t for t, _ in deps), after=raw.get("after"))
     return rule, sorted(deps, key=lambda d: (d[0], tuple(map(str, d[1]))))

@@ -195,12 +195,36 @@ class _Builder:
     def _add_script(self, data, marks, display, report) -> None:
         cps = self._rules(data, "checkpoints", "checkpoint", data["id"], marks, display, report,
                           defaults={"speaker": "operator"})
+        self._check_after(cps, report)
         call = compile_call((data.get("applies_to") or {}).get("call"), ("applies_to", "call"), report)
         script = Script(id=data["id"], label=data["label"], file=display, call=call,
                         pass_score=float(data.get("pass_score", 0.0)), checkpoints=tuple(cps),
                         enabled=bool(data.get("enabled", True)))
         self.scripts.append(script)
         self.nodes.append(("script", script))
+
+    @staticmethod
+    def _check_after(cps: list[Rule], report) -> None:
+        """`after:` must name another checkpoint of the same script, without cycles (R207, R208, W203)."""
+        by_id = {cp.id: cp for cp in cps}
+        for i, cp in enumerate(cps):
+            if cp.after is None:
+                continue
+            path = ("checkpoints", i, "after")
+            if cp.after not in by_id:
+                others = [c.id for c in cps if c.id != cp.id]
+                close = difflib.get_close_matches(cp.after, others, n=1, cutoff=0.6)
+                sug = (f"; возможно, имелось в виду '{close[0]}'?", f"; did you mean '{close[0]}'?") if close else ""
+                report(path, "R207", {"id": cp.after, "suggest": sug})
+                continue
+            chain, cur = [cp.id], by_id[cp.after]
+            while cur is not None and cur.id not in chain:
+                chain.append(cur.id)
+                cur = by_id.get(cur.after) if cur.after else None
+            if cur is not None and cur.id == cp.id:
+                report(path, "R208", {"cycle": " -> ".join(chain + [cp.id])})
+            elif not by_id[cp.after].enabled and cp.enabled:
+                report(path, "W203", {"id": cp.after}, severity="warning")
 
     def check_refs(self) -> None:
         known = set(self.ids) | self.loose_ids

@@ -413,3 +413,54 @@ def test_matcher_words_are_the_tokenizer_words():
     ctx = Context(utts, {}, None)
     assert [u.words for u in ctx.utts] == [[t.surface for t in morph.tokenize(u.text)] for u in utts]
     assert ctx.utts[0].tokens == morph.tokenize(utts[0].text)
+
+
+AFTER_SCRIPT = """
+kind: script
+version: 1
+id: sales
+label: Скрипт
+checkpoints:
+  - {id: asked_name, label: Имя, after: greeting, any: [{phrases: ["как вас зовут", "как к вам обращаться"]}]}
+  - {id: greeting, label: Привет, any: [{lemmas: [здравствовать]}]}
+  - {id: no_rudeness, label: Вежливость, after: greeting, none: [{lemmas: [отстать]}]}
+"""
+
+
+def test_after_checkpoint_passes_only_after_the_first_hit_of_the_other(tmp_path):
+    rs = ruleset(tmp_path, AFTER_SCRIPT)
+    res = analyse(rs, [U("operator", 0, "Здравствуйте!"), U("operator", 5, "Как вас зовут?")], {})
+    assert res["checkpoints"] == {"asked_name": True, "greeting": True, "no_rudeness": True}
+    assert [h["rule_id"] for h in res["hits"]] == ["asked_name", "greeting"]
+    # the same utterance counts when the words come later in it
+    res = analyse(rs, [U("operator", 0, "Здравствуйте, как к вам обращаться?")], {})
+    assert res["checkpoints"]["asked_name"] is True
+
+
+def test_after_checkpoint_fails_before_or_without_the_other(tmp_path):
+    rs = ruleset(tmp_path, AFTER_SCRIPT)
+    before = analyse(rs, [U("operator", 0, "Как вас зовут?"), U("operator", 5, "Здравствуйте")], {})
+    assert before["checkpoints"] == {"asked_name": False, "greeting": True, "no_rudeness": True}
+    alone = analyse(rs, [U("operator", 0, "Как вас зовут?")], {})
+    assert alone["checkpoints"] == {"asked_name": False, "greeting": False, "no_rudeness": False}
+    assert alone["script_score"] == 0
+
+
+def test_after_keeps_only_hits_after_the_anchor(tmp_path):
+    rs = ruleset(tmp_path, AFTER_SCRIPT)
+    res = analyse(rs, [U("operator", 0, "Как вас зовут?"), U("operator", 3, "Здравствуйте"),
+                       U("operator", 6, "Так как к вам обращаться?")], {})
+    assert res["checkpoints"]["asked_name"] is True
+    assert [h["start_s"] for h in res["hits"] if h["rule_id"] == "asked_name"] == [6.0]
+
+
+def test_after_in_examples_uses_script_order(tmp_path):
+    rs = ruleset(tmp_path, AFTER_SCRIPT.replace(
+        'any: [{phrases: ["как вас зовут", "как к вам обращаться"]}]}',
+        'any: [{phrases: ["как вас зовут", "как к вам обращаться"]}],\n'
+        '     examples: {match: [["Здравствуйте", "Как вас зовут?"]], no_match: [["Как вас зовут?", "Здравствуйте"]]}}'))
+    from service.rule_examples import run_example
+
+    rule = rs.rules["asked_name"]
+    assert run_example(rs, rule, rule.examples["match"][0])[0] is True
+    assert run_example(rs, rule, rule.examples["no_match"][0])[0] is False

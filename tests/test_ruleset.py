@@ -127,3 +127,38 @@ def test_every_schema_key_is_documented_in_rules_readme():
     readme = (Path(__file__).resolve().parent.parent / "rules" / "README.md").read_text(encoding="utf-8")
     missing = [k for k in sorted(_schema_keys()) if f"`{k}`" not in readme]
     assert missing == []
+
+
+SCRIPT_AFTER = """
+kind: script
+version: 1
+id: sales
+label: Скрипт
+checkpoints:
+  - {id: greeting, label: Привет, any: [{lemmas: [здравствовать]}]}
+  - {id: asked_name, label: Имя, after: %s, any: [{phrases: ["как вас зовут"]}]}
+  - {id: closing, label: Пока, after: %s, enabled: %s, any: [{phrases: ["до свидания"]}]}
+"""
+
+
+def test_after_unknown_checkpoint_did_you_mean(tmp_path):
+    d = write(tmp_path / "rules", "s.yaml", SCRIPT_AFTER % ("greting", "greeting", "true"))
+    (p,) = check(d)
+    assert p.code == "R207" and (p.line, p.col) == (8, 41)
+    assert "did you mean 'greeting'" in p.text("en") and "возможно, имелось в виду 'greeting'" in p.text("ru")
+    with pytest.raises(RuleSetError):
+        load_ruleset(d)
+
+
+def test_after_cycle_and_self_reference_are_errors(tmp_path):
+    d = write(tmp_path / "rules", "s.yaml", SCRIPT_AFTER % ("closing", "asked_name", "true"))
+    assert [(p.code, p.rule_id) for p in check(d)] == [("R208", "asked_name"), ("R208", "closing")]
+    assert "asked_name -> closing -> asked_name" in check(d)[0].text()
+    d = write(tmp_path / "rules2", "s.yaml", SCRIPT_AFTER % ("asked_name", "greeting", "true"))
+    assert [p.code for p in check(d)] == ["R208"]
+
+
+def test_after_disabled_checkpoint_is_a_warning(tmp_path):
+    d = write(tmp_path / "rules", "s.yaml", SCRIPT_AFTER % ("closing", "greeting", "false"))
+    (w,) = check(d)
+    assert (w.code, w.severity, w.rule_id) == ("W203", "warning", "asked_name")
