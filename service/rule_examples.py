@@ -10,6 +10,15 @@ from service.ruleset_errors import Problem
 _LINE_RE = re.compile(r"^\s*(?:\[(?:(\d+):)?(\d+(?:\.\d+)?)\]\s*)?"
                       r"(?:(operator|client|unknown|оператор|клиент)\s*:\s*)?(\S.*)$", re.IGNORECASE)
 _SPEAKERS = {"оператор": "operator", "клиент": "client"}
+_VAR_RE = re.compile(r"\$([a-z][a-z0-9_]*)")
+
+
+def fill_vars(line: str, variables) -> str:
+    """`$name` in an example line -> the variable's first value, or nothing when it is empty (unknown names stay)."""
+    def one(m):
+        values = variables.get(m.group(1))
+        return m.group(0) if values is None else (values[0] if values else "")
+    return _VAR_RE.sub(one, line) if "$" in line else line
 
 
 def parse_lines(lines, default_speaker: str = "client") -> list[Utterance] | None:
@@ -40,6 +49,7 @@ def normalise(example) -> tuple[list[str], dict | None]:
 def run_example(ruleset, rule, example) -> tuple[bool | None, list]:
     """Does `rule` fire on the example? Returns (fired or None when malformed, matched words)."""
     lines, call = normalise(example)
+    lines = [fill_vars(line, getattr(ruleset, "variables", {})) for line in lines]
     default_speaker = "operator" if rule.kind == "checkpoint" else "client"
     utts = parse_lines(lines, default_speaker)
     if utts is None:

@@ -1,12 +1,14 @@
 """Compiled rule objects (frozen) and compilation from schema-valid YAML data."""
 from __future__ import annotations
 
+import difflib
 import re
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, Mapping
 
 from service import morph
 
+VAR_RE = re.compile(r"^[a-z][a-z0-9_]*$")
 _DUR_RE = re.compile(r"^(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+(?:\.\d+)?)s)?$")
 TERM_OPS = ("lemmas", "phrases", "tags", "any", "all", "none")
 DIRECTIONS = {"in": "inbound", "inbound": "inbound", "out": "outbound", "outbound": "outbound",
@@ -183,8 +185,35 @@ def compile_call(raw, path, report: Report) -> CallCond | None:
                     parse_duration(hist["within"]) if hist else None, int(hist.get("min_calls", 1)) if hist else 1)
 
 
-def compile_term(raw: dict, path, inherit: dict, report: Report, deps: set) -> Term:
-    """Compile one term; `inherit` carries the speaker/negated/within defaults of the enclosing rule."""
+def expand_vars(items: list, path, variables: Mapping, report: Report) -> tuple[list, bool]:
+    """Replace `$name` items of a lemmas/phrases list by the variable's values.
+
+    Returns ([(position in the YAML list, word or phrase), ...], whether any item was a variable).
+    An unknown variable is reported (R209) and contributes nothing.
+    """
+    out, used = [], False
+    for i, item in enumerate(items):
+        text = item.strip()
+        if not (text.startswith("$") and VAR_RE.match(text[1:])):
+            out.append((i, item))
+            continue
+        used = True
+        name = text[1:]
+        if name not in variables:
+            close = difflib.get_close_matches(name, sorted(variables), n=1, cutoff=0.6)
+            sug = (f"; возможно, имелось в виду '${close[0]}'?", f"; did you mean '${close[0]}'?") if close else ""
+            report(path + (i,), "R209", {"name": name, "suggest": sug})
+            continue
+        out.extend((i, value) for value in variables[name])
+    return out, used
+
+
+def compile_term(raw: dict, path, inherit: dict, report: Report, deps: set) -> Term | None:
+    """Compile one term; `inherit` carries the speaker/negated/within defaults and the variables of the rule.
+
+    Returns None when the term only names empty variables (`lemmas: [$company]` with `company: []`): such a term is
+    left out, as if it were not written; so is an any/all/none whose terms are all left out.
+    """
     ops = [op for op in TERM_OPS if op in raw]
     if len(ops) != 1:
         report(path, "R107", {"found": ", ".join(ops) or "—"})
@@ -196,9 +225,13 @@ def compile_term(raw: dict, path, inherit: dict, report: Report, deps: set) -> T
         report(path + ("max_gap",), "R108", {"key": "max_gap", "only": ("phrases", "phrases")})
     kw: dict = dict(op=op, speaker=speaker, negated=negated, within=within, min_count=int(raw.get("min_count", 1)),
                     max_gap=int(raw.get("max_gap", 0)), weight=float(raw.get("weight", 1.0)))
+    variables = inherit.get("vars") or {}
     if op == "lemmas":
         lemmas, prefixes = set(), []
-        for i, word in enumerate(raw["lemmas"]):
+        items, used = expand_vars(raw["lemmas"], path + ("lemmas",), variables, report)
+        if used and not items:
+            return None
+        for i, word in items:
             w = morph.fold(word.strip())
             if " " in w:
                 report(path + ("lemmas", i), "R113", {"word": word})
@@ -212,7 +245,10 @@ def compile_term(raw: dict, path, inherit: dict, report: Report, deps: set) -> T
         kw.update(lemmas=frozenset(lemmas), prefixes=tuple(prefixes))
     elif op == "phrases":
         compiled = []
-        for i, text in enumerate(raw["phrases"]):
+        items, used = expand_vars(raw["phrases"], path + ("phrases",), variables, report)
+        if used and not items:
+            return None
+        for i, text in items:
             wl = morph.phrase_words(text)
             if not wl:
                 report(path + ("phrases", i), "R112", {"phrase": text})
@@ -226,32 +262,41 @@ def compile_term(raw: dict, path, inherit: dict, report: Report, deps: set) -> T
         kw["tags"] = tuple(raw["tags"])
         deps.update((t, path + ("tags", i)) for i, t in enumerate(raw["tags"]))
     else:
-        sub = dict(speaker=speaker, negated=negated, within=within)
-        kw["children"] = tuple(compile_term(t, path + (op, i), sub, report, deps)
-                               for i, t in enumerate(raw.get(op) or []))
+        sub = dict(speaker=speaker, negated=negated, within=within, vars=variables)
+        children = [compile_term(t, path + (op, i), sub, report, deps) for i, t in enumerate(raw.get(op) or [])]
+        kw["children"] = tuple(t for t in children if t is not None)
+        if children and not kw["children"]:
+            return None
     return Term(**kw)
 
 
 def compile_rule(raw: dict, path, *, group: str, kind: str, file: str, line: int, report: Report,
-                 defaults: dict | None = None) -> tuple[Rule, list]:
-    """Compile a rule/checkpoint/pole; returns the rule and its (tag, path) references."""
+                 defaults: dict | None = None, variables: Mapping | None = None) -> tuple[Rule, list]:
+    """Compile a rule/checkpoint/pole; returns the rule and its (tag, path) references.
+
+    :param variables: the rule set's `$name` variables (name -> list of words or phrases)
+    """
     defaults = defaults or {}
     inherit = dict(speaker=raw.get("speaker", defaults.get("speaker", "any")),
                    negated=raw.get("negated", "skip"),
-                   within=compile_window(raw.get("within"), path + ("within",), report))
+                   within=compile_window(raw.get("within"), path + ("within",), report), vars=variables or {})
     deps: set = set()
-    parts = {}
+    parts, written = {}, False
     for op in ("any", "all", "none"):
-        parts[op] = tuple(compile_term(t, path + (op, i), inherit, report, deps) for i, t in enumerate(raw.get(op) or []))
-    if kind == "pole":
-        parts["any"] = tuple(compile_term(t, path + ("terms", i), inherit, report, deps)
-                             for i, t in enumerate(raw.get("terms") or []))
+        key = "terms" if kind == "pole" and op == "any" else op      # a lexicon pole lists its terms under `terms`
+        terms = [compile_term(t, path + (key, i), inherit, report, deps) for i, t in enumerate(raw.get(key) or [])]
+        written = written or bool(terms)
+        parts[op] = tuple(t for t in terms if t is not None)
     call = compile_call(raw.get("call"), path + ("call",), report)
+    enabled = bool(raw.get("enabled", True))
     if kind in ("tags", "classification", "checkpoint") and not (any(parts.values()) or call):
-        report(path, "R106", {})
+        if written:     # every condition names an empty variable: the rule is off until the variable is filled
+            enabled = False
+        else:
+            report(path, "R106", {})
     rule = Rule(id=raw["id"], label=raw["label"], group=group, kind=kind, file=file, line=line, call=call,
                 any=parts["any"], all=parts["all"], none=parts["none"], min_count=int(raw.get("min_count", 1)),
-                enabled=bool(raw.get("enabled", True)), weight=float(raw.get("weight", 1.0)),
+                enabled=enabled, weight=float(raw.get("weight", 1.0)),
                 min_score=float(raw.get("min_score", 1.0)), opposite=raw.get("opposite"),
                 examples=raw.get("examples") or {}, example_path=path + ("examples",),
                 deps=frozenset(t for t, _ in deps), after=raw.get("after"))

@@ -24,6 +24,7 @@ class RuleSet:
     :param scripts: scripts in file order (the first that applies is used)
     :param plan: evaluation order: ("group", Group) | ("rule", Rule) | ("script", Script)
     :param rules: every id (rules, defaults, poles, checkpoints) -> Rule
+    :param variables: `$name` variables from kind: vars files (name -> words or phrases; may be empty)
     """
 
     version: str
@@ -35,6 +36,7 @@ class RuleSet:
     vocabulary: frozenset | None = None
     prefixes: tuple = ()
     word_cache: dict = field(default_factory=dict, compare=False, repr=False)
+    variables: Mapping[str, tuple] = field(default_factory=dict)
 
 
 def _terms(rule: Rule):
@@ -91,8 +93,11 @@ class _Builder:
         self.nodes: list[tuple] = []
         self.refs: list[tuple] = []     # (rule, tag, report, path)
         self.marks: dict = {}
+        self.variables: dict[str, tuple] = {}
+        self.var_defs: dict[str, str] = {}
 
-    def add_file(self, path: Path, display: str) -> None:
+    def read_file(self, path: Path, display: str):
+        """Read and schema-check one file; returns a callable that compiles it, or None when it has errors."""
         data, marks, problems = read_yaml(path, display)
         self.marks[display] = marks
         if data is not None and not problems:
@@ -100,7 +105,7 @@ class _Builder:
         self.problems.extend(problems)
         if data is None or any(p.severity == "error" for p in problems):
             self._remember_ids(data)
-            return
+            return None
 
         def report(p, code, params, severity="error"):
             ctx, rid, _rel = context_of(data, p)
@@ -108,11 +113,30 @@ class _Builder:
             self.problems.append(Problem(display, line, col, severity, code, rid, ctx, params))
 
         kind = data["kind"]
-        getattr(self, f"_add_{kind}")(data, marks, display, report)
+        return kind, lambda: getattr(self, f"_add_{kind}")(data, marks, display, report)
+
+    def add_files(self, files: list[Path], base: Path) -> None:
+        """Compile every file: variables (kind: vars) first, since rules in any file may use them."""
+        pending = [self.read_file(f, f.relative_to(base).as_posix()) for f in files]
+        for first in (True, False):
+            for item in pending:
+                if item is not None and (item[0] == "vars") == first:
+                    item[1]()
+
+    def _add_vars(self, data, marks, display, report) -> None:
+        for name, values in data["vars"].items():
+            if name in self.var_defs:
+                report(("vars", name), "R210", {"name": name, "other": self.var_defs[name]})
+                continue
+            self.var_defs[name] = f"{display}:{marks.key(('vars', name))[0]}"
+            self.variables[name] = tuple(values)
 
     def _remember_ids(self, data) -> None:
         if not isinstance(data, dict):
             return
+        if data.get("kind") == "vars" and isinstance(data.get("vars"), dict):
+            for name in data["vars"]:       # a broken vars file: do not report every use of its names again
+                self.variables.setdefault(str(name), ())
         for key in ("rules", "checkpoints", "poles"):
             for item in data.get(key) or []:
                 if isinstance(item, dict) and isinstance(item.get("id"), str):
@@ -134,7 +158,8 @@ class _Builder:
         for i, raw in enumerate(data.get(key) or []):
             path = (key, i)
             rule, deps = compile_rule(raw, path, group=group, kind=kind, file=display,
-                                      line=marks.value(path)[0], report=report, defaults=defaults)
+                                      line=marks.value(path)[0], report=report, defaults=defaults,
+                                      variables=self.variables)
             self._define(rule, path, marks, display, report)
             self.refs.extend((rule, tag, report, p) for tag, p in deps)
             out.append(rule)
@@ -283,15 +308,14 @@ def _build(rules_dir: Path, *, strict: bool = False, run_examples: bool = True):
     b = _Builder()
     if not files:
         return [Problem(str(rules_dir), 0, 0, "error", "R002")], None
-    for f in files:
-        b.add_file(f, f.relative_to(base).as_posix())
+    b.add_files(files, base)
     b.check_refs()
     groups = b.build_groups()
     plan = b.plan({g.id: g for g in groups})
     vocab, prefixes = vocabulary_of(b.rules.values())
     ruleset = RuleSet(version=version_of(files, base), groups=tuple(groups), scripts=tuple(b.scripts), plan=plan,
                       rules=MappingProxyType(dict(b.rules)), files=tuple(f.relative_to(base).as_posix() for f in files),
-                      vocabulary=vocab, prefixes=prefixes)
+                      vocabulary=vocab, prefixes=prefixes, variables=MappingProxyType(dict(b.variables)))
     problems = b.problems
     if run_examples and not any(p.severity == "error" for p in problems):
         from service.rule_examples import check_examples

@@ -5,12 +5,12 @@ from dataclasses import dataclass, field
 
 # code -> (Russian template, English template). Templates use str.format with the problem params.
 MESSAGES: dict[str, tuple[str, str]] = {
-    "R001": ("файл пуст или не является словарём YAML; ожидается ключ kind: tags | classification | lexicon | script",
-             "the file is empty or not a YAML mapping; expected a kind: tags | classification | lexicon | script"),
+    "R001": ("файл пуст или не является словарём YAML; ожидается ключ kind: tags | classification | lexicon | script | vars",
+             "the file is empty or not a YAML mapping; expected a kind: tags | classification | lexicon | script | vars"),
     "R002": ("в папке нет файлов правил *.yaml", "no rule files *.yaml in the folder"),
     "R100": ("не удалось прочитать YAML: {detail}", "cannot parse YAML: {detail}"),
-    "R101": ("kind должен быть одним из: tags, classification, lexicon, script; найдено {got}",
-             "kind must be one of: tags, classification, lexicon, script; got {got}"),
+    "R101": ("kind должен быть одним из: tags, classification, lexicon, script, vars; найдено {got}",
+             "kind must be one of: tags, classification, lexicon, script, vars; got {got}"),
     "R102": ("{where}не хватает обязательного ключа '{key}'", "{where}missing the required key '{key}'"),
     "R103": ("неизвестный ключ '{key}'{suggest}\n    допустимо здесь: {allowed}",
              "unknown key '{key}'{suggest}\n    allowed here: {allowed}"),
@@ -45,6 +45,10 @@ MESSAGES: dict[str, tuple[str, str]] = {
              "after: unknown checkpoint '{id}'{suggest} (after refers to a checkpoint id of the same script)"),
     "R208": ("after: пункт не может идти после самого себя: {cycle}",
              "after: a checkpoint cannot come after itself: {cycle}"),
+    "R209": ("неизвестная переменная '${name}'{suggest} (переменные задаются в файле kind: vars, обычно rules/vars.yaml)",
+             "unknown variable '${name}'{suggest} (variables are defined in a kind: vars file, usually rules/vars.yaml)"),
+    "R210": ("переменная '${name}' уже задана в {other}; у переменной одно определение во всём наборе",
+             "variable '${name}' is already defined in {other}; a variable has one definition across the set"),
     "W201": ("'{word}' не словарная форма; сопоставляется как '{lemma}'",
              "'{word}' is not a dictionary form; matching as '{lemma}'"),
     "W202": ("правило ссылается на выключенное правило '{tag}', это условие никогда не сработает",
@@ -58,7 +62,8 @@ MESSAGES: dict[str, tuple[str, str]] = {
 }
 
 CONTEXT = {"rule": ("в правиле", "in rule"), "checkpoint": ("в пункте", "in checkpoint"),
-           "pole": ("в полюсе", "in pole"), "script": ("в скрипте", "in script"), "group": ("в группе", "in group")}
+           "pole": ("в полюсе", "in pole"), "script": ("в скрипте", "in script"), "group": ("в группе", "in group"),
+           "vars": ("в переменной", "in variable")}
 SEVERITY = {"error": ("ошибка", "error"), "warning": ("предупреждение", "warning")}
 
 

@@ -10,7 +10,7 @@ from jsonschema import Draft202012Validator
 
 from service.ruleset_errors import Problem
 
-KINDS = ("tags", "classification", "lexicon", "script")
+KINDS = ("tags", "classification", "lexicon", "script", "vars")
 _TYPE_WORDS = {
     "string": ("строка", "a string"), "array": ("список", "a list"), "object": ("словарь (ключ: значение)", "a mapping"),
     "number": ("число", "a number"), "integer": ("целое число", "an integer"), "boolean": ("true или false", "true or false"),
@@ -98,6 +98,8 @@ def context_of(data: dict, path) -> tuple[str, str, tuple]:
             return _CONTAINERS[part], f"#{path[i + 1] + 1}", path[i + 2:]
     if data.get("kind") == "script" and isinstance(data.get("id"), str):
         return "script", data["id"], path
+    if data.get("kind") == "vars" and len(path) >= 2 and path[0] == "vars":
+        return "vars", f"${path[1]}", path[2:]
     return "rule", "", path
 
 

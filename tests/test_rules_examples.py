@@ -147,3 +147,51 @@ def test_default_rules_on_calls_from_other_businesses(rs, lines, groups, checkpo
     for group, value in groups.items():
         assert res["groups"][group] == value, group
     assert checkpoints <= {k for k, v in res["checkpoints"].items() if v}
+
+
+def _rules_with_company(tmp_path, names):
+    import shutil
+
+    folder = tmp_path / "rules"
+    shutil.copytree(RULES, folder)
+    text = (folder / "vars.yaml").read_text(encoding="utf-8")
+    assert "\n  company: []\n" in text
+    (folder / "vars.yaml").write_text(text.replace("\n  company: []\n", f"\n  company: {json.dumps(names, ensure_ascii=False)}\n"),
+                                      encoding="utf-8")
+    return folder
+
+
+def _greeting(rs, text, start=0.0):
+    from service.models import Utterance as U
+
+    res = analyse(rs, [U("operator", start, start + 3, text), U("client", start + 4, start + 7, "Здравствуйте")],
+                  {"status": "answered"})
+    return res["checkpoints"]["greeting"]
+
+
+def test_greeting_without_company_names_is_greeting_only(rs):
+    assert rs.variables["company"] == ()
+    assert _greeting(rs, "Добрый день, слушаю вас") is True
+    assert _greeting(rs, "Компания «Уютный дом», здравствуйте") is True
+    assert _greeting(rs, "Добрый день", start=30) is False
+
+
+def test_greeting_with_company_names_needs_the_name_in_the_first_20s(tmp_path):
+    folder = _rules_with_company(tmp_path, ["Уютный дом", "СетьЛайн"])
+    assert [p.text() for p in check(folder, strict=True)] == []   # the shipped examples still pass
+    rs = load_ruleset(folder)
+    assert rs.version != load_ruleset(RULES).version
+    assert _greeting(rs, "Мебельный салон «Уютный дом», здравствуйте!") is True
+    assert _greeting(rs, "Добрый день, компания СетьЛайн, меня зовут Анна") is True
+    assert _greeting(rs, "Добрый день, вы позвонили в уютный, тёплый дом") is False     # words apart
+    assert _greeting(rs, "Здравствуйте, это салон «Уютного дома»") is True               # any word form
+    assert _greeting(rs, "Добрый день, слушаю вас") is False
+    assert _greeting(rs, "Уютный дом") is False                                         # no greeting
+    assert _greeting(rs, "Уютный дом, добрый день", start=25) is False
+
+
+def test_greeting_examples_use_the_first_company_name(tmp_path):
+    rs = load_ruleset(_rules_with_company(tmp_path, ["Ромашка"]))
+    rule = rs.rules["greeting"]
+    ok, words = run_example(rs, rule, rule.examples["match"][0])
+    assert ok and "Ромашка" in words

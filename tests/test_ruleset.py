@@ -162,3 +162,63 @@ def test_after_disabled_checkpoint_is_a_warning(tmp_path):
     d = write(tmp_path / "rules", "s.yaml", SCRIPT_AFTER % ("closing", "greeting", "false"))
     (w,) = check(d)
     assert (w.code, w.severity, w.rule_id) == ("W203", "warning", "asked_name")
+
+
+VARS = """
+kind: vars
+version: 1
+vars:
+  company: %s
+  brands: [Икеа]
+"""
+USES_VARS = """
+kind: tags
+version: 1
+group: topic
+rules:
+  - id: named
+    label: Назвал
+    all: [{lemmas: [здравствовать]}, {phrases: ["$company"]}]
+  - id: only_company
+    label: Только компания
+    any: [{phrases: ["$company"]}, {lemmas: ["$company"], speaker: client}]
+  - id: brand
+    label: Бренд
+    any: [{lemmas: [мебель, "$brands"]}]
+"""
+
+
+def test_vars_expand_in_lemmas_and_phrases(tmp_path):
+    from service.matcher import analyse
+    from service.models import Utterance as U
+
+    d = write(tmp_path / "rules", "vars.yaml", VARS % '["Уютный дом"]')
+    write(d, "a.yaml", USES_VARS.replace('{lemmas: ["$company"], speaker: client}', '{phrases: [мебель]}'))
+    rs = load_ruleset(d)
+    assert rs.variables == {"company": ("Уютный дом",), "brands": ("Икеа",)}
+    got = analyse(rs, [U("operator", 0, 3, "Здравствуйте, Уютный дом")], {})["groups"]["topic"]
+    assert got == ["named", "only_company"]
+    assert analyse(rs, [U("client", 0, 3, "а в Икеа дешевле")], {})["groups"]["topic"] == ["brand"]
+
+
+def test_empty_var_leaves_the_term_out_and_a_rule_with_nothing_left_is_off(tmp_path):
+    from service.matcher import analyse
+    from service.models import Utterance as U
+
+    d = write(tmp_path / "rules", "vars.yaml", VARS % "[]")
+    write(d, "a.yaml", USES_VARS)
+    assert check(d, strict=True) == []
+    rs = load_ruleset(d)
+    assert rs.rules["only_company"].enabled is False and rs.rules["named"].enabled is True
+    assert analyse(rs, [U("operator", 0, 3, "Здравствуйте")], {})["groups"]["topic"] == ["named"]
+
+
+def test_unknown_and_duplicate_vars_are_reference_errors(tmp_path):
+    d = write(tmp_path / "rules", "vars.yaml", VARS % "[]")
+    write(d, "vars2.yaml", "kind: vars\nversion: 1\nvars:\n  brands: []\n")
+    write(d, "a.yaml", USES_VARS.replace('"$company"]}]\n  - id: only', '"$compani"]}]\n  - id: only'))
+    problems = check(d)
+    assert [(p.code, p.file, p.line) for p in problems] == [("R209", "rules/a.yaml", 8), ("R210", "rules/vars2.yaml", 4)]
+    assert "did you mean '$company'" in problems[0].text("en")
+    assert "возможно, имелось в виду '$company'" in problems[0].text("ru")
+    assert "rules/vars.yaml:6" in problems[1].text()
