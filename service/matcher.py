@@ -11,14 +11,23 @@ Hit = tuple  # (utterance index, first token, end token)
 
 
 class _Utt:
-    """One utterance: its words now, its full tokens (offsets, clauses) only when a rule needs them."""
+    """One utterance: its words now; offsets, clauses and full tokens only when a rule needs them."""
 
-    __slots__ = ("speaker", "start", "end", "text", "words", "_tokens")
+    __slots__ = ("speaker", "start", "end", "text", "words", "entries", "_tokens", "_layout")
 
     def __init__(self, u):
         self.speaker, self.start, self.end, self.text = u.speaker, float(u.start_s), float(u.end_s), u.text or ""
         self.words = morph.TOKEN_RE.findall(self.text)
+        self.entries: list = []     # per word: _word_entry() (filled by Context)
         self._tokens = None
+        self._layout = None
+
+    @property
+    def layout(self) -> list:
+        """Per word: (folded word, clause, start, end) — what morph.tokenize gives, without normal forms."""
+        if self._layout is None:
+            self._layout = morph.layout(self.text)
+        return self._layout
 
     @property
     def tokens(self) -> list:
@@ -49,10 +58,12 @@ class Context:
         self._prefix: dict = {p: [] for p in prefixes}
         index, by_prefix, get = self.index, self._prefix, cache.get
         for ui, u in enumerate(self.utts):
+            entries = u.entries
             for ti, surface in enumerate(u.words):
                 entry = get(surface)
                 if entry is None:
                     entry = cache[surface] = _word_entry(surface, vocabulary, prefixes)
+                entries.append(entry)
                 if entry:
                     where = (ui, ti)
                     for form in entry[0]:
@@ -69,7 +80,8 @@ class Context:
         self.fired: set[str] = set()
         self._allowed: dict = {}
         self._positions: dict = {}
-        self._sets: dict = {}
+        self._utts_of: dict = {}
+        self._negated: dict = {}
 
     def allowed(self, speaker: str, within) -> list[bool]:
         """Per utterance: does it pass the speaker and time-window filter."""
@@ -117,21 +129,43 @@ class Context:
             self._positions[forms] = res
         return res
 
-    def position_set(self, word) -> frozenset:
-        """positions() of a compiled word (forms, prefix) as a set, for membership tests; memoised per call."""
-        res = self._sets.get(word)
+    def utterances_of(self, word) -> frozenset:
+        """Indices of the utterances that contain a compiled word (forms, prefix); memoised per call."""
+        res = self._utts_of.get(word)
         if res is None:
-            res = self._sets[word] = frozenset(self.positions(*word))
+            forms, prefix = word
+            if prefix is not None:
+                res = frozenset(ui for ui, _ in self.prefixed(prefix))
+            else:
+                index = self.index
+                res = frozenset(ui for f in forms if f in index for ui, _ in index[f])
+            self._utts_of[word] = res
         return res
 
+    def negated_at(self, ui: int, ti: int) -> bool:
+        """morph.is_negated for token ti of utterance ui; memoised per call (many rules ask about the same word)."""
+        key = (ui, ti)
+        res = self._negated.get(key)
+        if res is None:
+            res = self._negated[key] = morph.is_negated(self.utts[ui].layout, ti)
+        return res
 
-def _phrase_end(ui: int, i: int, sets, k: int, gap: int, length: int) -> int | None:
+    def word_at(self, ui: int, ti: int, word) -> bool:
+        """Does token ti of utterance ui match a compiled word (forms, prefix)?"""
+        forms, prefix = word
+        if prefix is not None:
+            return morph.fold(self.utts[ui].words[ti]).startswith(prefix)
+        entry = self.utts[ui].entries[ti]
+        return bool(entry) and not forms.isdisjoint(entry[0])
+
+
+def _phrase_end(ctx: Context, ui: int, i: int, words, k: int, gap: int, length: int) -> int | None:
     """Token index after the phrase if words k.. match from token i of utterance ui (up to `gap` skipped words each)."""
-    if k == len(sets):
+    if k == len(words):
         return i
     for j in range(i, min(length, i + gap + 1)):
-        if (ui, j) in sets[k]:
-            end = _phrase_end(ui, j + 1, sets, k + 1, gap, length)
+        if ctx.word_at(ui, j, words[k]):
+            end = _phrase_end(ctx, ui, j + 1, words, k + 1, gap, length)
             if end is not None:
                 return end
     return None
@@ -159,8 +193,8 @@ def lemma_hits(term: Term, ctx: Context, *, negated: str | None = None) -> list[
     if mode == "any":
         return [(ui, ti, ti + 1) for ui, ti in sorted(seen)]
     only = mode == "only"
-    utts, is_negated = ctx.utts, morph.is_negated
-    return [(ui, ti, ti + 1) for ui, ti in sorted(seen) if is_negated(utts[ui].tokens, ti) == only]
+    negated_at = ctx.negated_at
+    return [(ui, ti, ti + 1) for ui, ti in sorted(seen) if negated_at(ui, ti) == only]
 
 
 def phrase_hits(term: Term, ctx: Context) -> list[Hit]:
@@ -173,38 +207,27 @@ def phrase_hits(term: Term, ctx: Context) -> list[Hit]:
         return []
     ok = ctx.allowed(term.speaker, term.within)
     hits = set()
-    memo, present, positions, position_set = ctx._positions, ctx.present, ctx.positions, ctx.position_set
+    present, positions, utts, gap = ctx.present, ctx.positions, ctx.utts, term.max_gap
     for pi in candidates:
         _text, words, order = term.phrases[pi]
-        found = [None] * len(words)
-        for i in order:
+        for i in order:     # every word must occur somewhere in the call
             forms, prefix = words[i]
-            if prefix is None:
-                ps = memo.get(forms)
-                if ps is None:
-                    if forms.isdisjoint(present):
-                        break
-                    ps = positions(forms, None)
-            else:
-                ps = positions(None, prefix)
-            if not ps:
+            if forms.isdisjoint(present) if prefix is None else not ctx.prefixed(prefix):
                 break
-            found[i] = ps
         else:
             n = len(words)
-            k = min(range(n), key=lambda i: len(found[i]))
-            sets = [position_set(w) for w in words]
-            if term.max_gap == 0:   # anchor on the rarest word, check its neighbours
-                for ui, ti in found[k]:
+            if gap == 0:    # anchor on the most specific word, check its neighbours
+                k = order[0]
+                for ui, ti in positions(*words[k]):
                     start = ti - k
-                    if ok[ui] and start >= 0 and all((ui, start + j) in sets[j] for j in range(n)):
+                    if ok[ui] and start >= 0 and start + n <= len(utts[ui].words) and \
+                            all(j == k or ctx.word_at(ui, start + j, words[j]) for j in range(n)):
                         hits.add((ui, start, start + n))
                 continue
-            rare = {ui for ui, _ in found[k]}
-            utts = ctx.utts
-            for ui, ti in found[0]:
-                if ok[ui] and ui in rare:
-                    end = _phrase_end(ui, ti + 1, sets, 1, term.max_gap, len(utts[ui].words))
+            common = frozenset.intersection(*map(ctx.utterances_of, words))   # utterances with every word
+            for ui, ti in positions(*words[0]):
+                if ok[ui] and ui in common:
+                    end = _phrase_end(ctx, ui, ti + 1, words, 1, gap, len(utts[ui].words))
                     if end is not None:
                         hits.add((ui, ti, end))
     return sorted(hits)
@@ -273,7 +296,7 @@ def eval_lexicon(group: Group, ctx: Context) -> tuple[Rule, list, dict]:
             continue
         for term in pole.any:
             if term.op == "lemmas":
-                pairs = [(h, morph.is_negated(ctx.utts[h[0]].tokens, h[1])) for h in lemma_hits(term, ctx, negated="any")]
+                pairs = [(h, ctx.negated_at(h[0], h[1])) for h in lemma_hits(term, ctx, negated="any")]
             elif term.op == "phrases":
                 pairs = [(h, False) for h in phrase_hits(term, ctx)]
             else:
@@ -408,7 +431,7 @@ def _hit_dict(rule_id: str, group: str, hit, ctx: Context) -> dict:
     ui, t0, t1 = hit
     u = ctx.utts[ui]
     return {"rule_id": rule_id, "group": group, "speaker": u.speaker, "start_s": round(u.start, 2),
-            "text": u.text, "matched": u.text[u.tokens[t0].start:u.tokens[t1 - 1].end]}
+            "text": u.text, "matched": u.text[u.layout[t0][2]:u.layout[t1 - 1][3]]}
 
 
 def analyse(ruleset, utterances: Sequence, call: Mapping, *, history: Callable | None = None) -> dict:

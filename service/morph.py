@@ -133,6 +133,32 @@ def tokenize(text: str) -> list[Token]:
     return tokens
 
 
+class Slot(NamedTuple):
+    """One word's place in an utterance: Token without the surface and normal forms (see layout)."""
+
+    norm: str
+    clause: int
+    start: int
+    end: int
+
+
+def layout(text: str) -> list[Slot]:
+    """Like tokenize (same words, norms, clauses, offsets) but without looking up normal forms: cheaper."""
+    slots: list[Slot] = []
+    clause = 0
+    pos = 0
+    search = BREAK_RE.search
+    new = tuple.__new__
+    for m in TOKEN_RE.finditer(text):
+        start, end = m.span()
+        if start - pos > 1 or (start > pos and text[pos] != " "):
+            if search(text, pos, start):
+                clause += 1
+        slots.append(new(Slot, (m.group().lower().replace("ё", "е"), clause, start, end)))   # fold(), inlined
+        pos = end
+    return slots
+
+
 def term_word(word: str) -> tuple[frozenset | None, str | None]:
     """Compile one rule word: (normal forms, None), or (None, prefix) for `слово*`, or {#число}."""
     w = fold(word.strip())
@@ -169,8 +195,8 @@ def is_transparent(word: str) -> bool:
     return bool(parses) and parses[0].tag.POS in _TRANSPARENT_POS
 
 
-def is_negated(tokens: list[Token], i: int, window: int = 2) -> bool:
-    """True when token i is negated.
+def is_negated(tokens: list, i: int, window: int = 2) -> bool:
+    """True when token i is negated (tokens: Token or Slot items; only .norm and .clause are used).
 
     не/ни/нет/без right before the word, or up to `window` tokens before when the words in between are
     adverbs, particles, pronouns or adjectives («не очень дорого»); or «X нет» after a genitive («жалоб нет»).

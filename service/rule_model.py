@@ -249,7 +249,9 @@ def compile_term(raw: dict, path, inherit: dict, report: Report, deps: set) -> T
         if used and not items:
             return None
         for i, text in items:
-            wl = morph.phrase_words(text)
+            # `=word` (exact form) is redundant next to `word`: a token with form `=word` also has `word`.
+            wl = [(forms - {"=" + f for f in forms} if forms is not None else None, prefix)
+                  for forms, prefix in morph.phrase_words(text)]
             if not wl:
                 report(path + ("phrases", i), "R112", {"phrase": text})
                 continue

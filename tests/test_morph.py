@@ -78,3 +78,11 @@ def test_token_regex_words_and_numbers():
     assert morph.TOKEN_RE.findall("5шт по 1,5 кг, ёлка-палка; rock'n'roll 12.04.2024") == [
         "5", "шт", "по", "1,5", "кг", "ёлка-палка", "rock'n'roll", "12.04.2024"]
     assert [t.surface for t in morph.tokenize("Ну-ка, 3D-принтер!")] == morph.TOKEN_RE.findall("Ну-ка, 3D-принтер!")
+
+
+def test_layout_is_tokenize_without_normal_forms():
+    text = "Нет, это не дорого! Шкаф-купе — 1,5 м. «Уютный дом»: жалоб нет"
+    assert [(s.norm, s.clause, s.start, s.end) for s in morph.layout(text)] == [
+        (t.norm, t.clause, t.start, t.end) for t in morph.tokenize(text)]
+    slots, toks = morph.layout("не очень дорого"), morph.tokenize("не очень дорого")
+    assert morph.is_negated(slots, 2) == morph.is_negated(toks, 2) is True
