@@ -97,7 +97,7 @@ def test_e2e_webhook_to_tagged_transcript_with_real_worker(stack):
     expected = set().union(*(lemmas(u["text"]) for u in timing["utterances"]))
     content = {w for w in expected if len(w) > 3}
     assert len(heard & content) / len(content) > 0.5
-    for word in ("стоить", "запчасть", "деньги", "ролик", "серьезный"):
+    for word in ("стоить", "запчасть", "деньги", "грабеж", "серьезный"):
         assert word in heard, word
     assert "topic_price" in view["analysis"]["groups"]["topic"]
     assert view["analysis"]["metrics"]["utterances_operator"] == 3
