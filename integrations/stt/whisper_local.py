@@ -43,7 +43,7 @@ class WhisperLocal(Adapter):
     docs_url = "https://github.com/SYSTRAN/faster-whisper"
     settings = {
         "model_path": Setting(required=True, help="CTranslate2 Whisper model directory"),
-        "beam_size": Setting(default=1, help="1 = greedy (fast), 5 = beam search"),
+        "beam_size": Setting(default=5, help="5 = beam search, 1 = greedy"),
         "threads": Setting(default=0, help="CPU threads, 0 = all cores"),
         "language": Setting(default="ru", help="spoken language"),
         "pack_s": Setting(default=28.0, help="pack short utterances of a channel into one window of this many "
@@ -143,5 +143,5 @@ def _kept(seg: Any) -> bool:
 def engine_from_settings(settings: Mapping[str, Any]) -> WhisperLocal:
     """Build the engine from process settings (model path resolved, bundled model assembled)."""
     from service.speech import model_path
-    return WhisperLocal({"model_path": str(model_path(dict(settings))), "beam_size": settings.get("WHISPER_BEAM", 1),
+    return WhisperLocal({"model_path": str(model_path(dict(settings))), "beam_size": settings.get("WHISPER_BEAM", 5),
                          "threads": settings.get("WHISPER_THREADS", 0), "pack_s": settings.get("WHISPER_PACK_S", 28.0)})
