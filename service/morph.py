@@ -115,22 +115,10 @@ def word_forms(surface: str) -> tuple[str, frozenset]:
 
 
 def tokenize(text: str) -> list[Token]:
-    """Split an utterance into tokens with normal forms and clause numbers."""
-    tokens: list[Token] = []
-    clause = 0
-    pos = 0
-    search = BREAK_RE.search
+    """Split an utterance into tokens with normal forms and clause numbers (layout() plus forms)."""
     new = tuple.__new__
-    for m in TOKEN_RE.finditer(text):
-        start, end = m.span()
-        if start - pos > 1 or (start > pos and text[pos] != " "):
-            if search(text, pos, start):
-                clause += 1
-        surface = m.group(0)
-        norm, forms = word_forms(surface)
-        tokens.append(new(Token, (surface, norm, forms, start, end, clause)))
-        pos = end
-    return tokens
+    return [new(Token, (text[s.start:s.end], s.norm, normal_forms(s.norm), s.start, s.end, s.clause))
+            for s in layout(text)]
 
 
 class Slot(NamedTuple):
